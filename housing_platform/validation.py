@@ -82,8 +82,31 @@ def read_housing_csv(path: str | Path) -> pd.DataFrame:
 
 
 def _examples(values: pd.Series) -> str:
-    shown = [repr(v) if isinstance(v, str) else f"{v}" for v in values.head(MAX_EXAMPLES)]
-    return ", ".join(shown)
+    distinct = list(dict.fromkeys(values.tolist()))[:MAX_EXAMPLES]
+    return ", ".join(repr(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else str(v) for v in distinct)
+
+
+_READABLE_CHECKS = {
+    "greater_than": ">",
+    "greater_than_or_equal_to": ">=",
+    "less_than": "<",
+    "less_than_or_equal_to": "<=",
+    "in_range": "in range",
+}
+
+
+def _readable_rule(check: str) -> str:
+    """`less_than_or_equal_to(52.0)` → `<= 52`; `isin([...])` → `one of [...]`; others unchanged."""
+    name, _, argument = check.partition("(")
+    argument = argument.rstrip(")")
+    if name in _READABLE_CHECKS:
+        try:
+            return f"{_READABLE_CHECKS[name]} {float(argument):g}"
+        except ValueError:
+            return f"{_READABLE_CHECKS[name]} {argument}"
+    if name == "isin":
+        return "one of " + argument.strip("[]").replace("'", "")
+    return check
 
 
 def _summarise(failure_cases: pd.DataFrame) -> pd.DataFrame:
@@ -111,7 +134,7 @@ def _label_failures(failure_cases: pd.DataFrame) -> pd.DataFrame:
     cases = failure_cases.copy()
     dataframe_level = cases["schema_context"] == "DataFrameSchema"
     cases["column"] = cases["column"].where(~dataframe_level, "(row)")
-    cases["rule"] = cases["check"].astype(str)
+    cases["rule"] = cases["check"].astype(str).map(_readable_rule)
     cases.loc[cases["rule"] == "column_in_dataframe", "rule"] = "required column"
     cases.loc[cases["rule"] == "not_nullable", "rule"] = "not null"
     missing = cases["rule"] == "required column"

@@ -1,0 +1,38 @@
+"""The single entry point of the Dagster code location: assets, checks, resources and executor.
+
+`dagster dev` (via `workspace.yaml`), `dagster asset materialize -m housing_platform.definitions`
+and the tests all load `defs` from here. Resources are built from :class:`HousingSettings`, i.e.
+from the environment variables documented in the README, so the same code serves the embedded
+default and other profiles.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from housing_platform.settings import HousingSettings, apply_process_defaults
+
+
+def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions:
+    settings = settings or HousingSettings.from_env()
+    apply_process_defaults(settings)
+
+    # Imported after the process defaults so library telemetry and caches are set up first.
+    from housing_platform.assets import ingestion
+    from housing_platform.io_managers import ParquetJsonIOManager
+    from housing_platform.resources import HousingStateResource
+
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([ingestion]),
+        asset_checks=dg.load_asset_checks_from_modules([ingestion]),
+        resources={
+            "housing_state": HousingStateResource.from_settings(settings),
+            "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
+        },
+        # One process for the whole run: TensorFlow's import and the code location are paid once,
+        # not once per step as with the multiprocess executor (dagster-io/dagster#25780).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()
