@@ -8,6 +8,8 @@ default and other profiles.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from housing_platform.settings import HousingSettings, apply_process_defaults
@@ -16,6 +18,8 @@ from housing_platform.settings import HousingSettings, apply_process_defaults
 def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions:
     settings = settings or HousingSettings.from_env()
     apply_process_defaults(settings)
+    # Data versions on outputs are "beta" in Dagster 1.13 but are how staleness reaches the UI.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     # Imported after the process defaults so library telemetry and caches are set up first.
     from housing_platform.assets import ingestion

@@ -37,6 +37,8 @@ def run_demo() -> int:
             instance=instance,
             resources=defs.resources,
             raise_on_error=False,
+            # Progress at INFO (epochs, row counts); Dagster's DEBUG event stream stays in the UI.
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             tags={"housing_platform/trigger": "make demo"},
         )
         elapsed = time.perf_counter() - started
