@@ -12,9 +12,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export ITERATIVE_DO_NOT_TRACK := true
 export DAGSTER_DISABLE_TELEMETRY := true
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help install demo test dev validate lock clean
+.PHONY: help install demo test dev mlflow-ui serve validate lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,14 @@ test: install ## run the whole test suite
 dev: install ## open the Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 	$(BIN)/housing-platform init
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow-ui: install ## open the MLflow UI (runs, registry, drift reports) on http://127.0.0.1:5000
+	mkdir -p $(HOUSING_HOME)/mlflow
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(HOUSING_HOME)/mlflow/mlflow.db \
+	    --default-artifact-root file://$(HOUSING_HOME)/mlflow/artifacts --host 127.0.0.1 --port 5000
+
+serve: install ## serve the champion on http://127.0.0.1:8080 (docs at /docs, metrics at /metrics)
+	$(BIN)/housing-platform serve
 
 validate: install ## validate a CSV: make validate CSV=path/to/file.csv
 	$(BIN)/housing-platform validate $(or $(CSV),data/california_housing.csv)

@@ -22,15 +22,22 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     # Imported after the process defaults so library telemetry and caches are set up first.
-    from housing_platform.assets import ingestion
+    from housing_platform import sensors
+    from housing_platform.assets import ingestion, monitoring, registry, training
     from housing_platform.io_managers import ParquetJsonIOManager
-    from housing_platform.resources import HousingStateResource
+    from housing_platform.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 
+    modules = [ingestion, training, registry, monitoring]
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingestion]),
-        asset_checks=dg.load_asset_checks_from_modules([ingestion]),
+        assets=dg.load_assets_from_modules(modules),
+        asset_checks=dg.load_asset_checks_from_modules(modules),
+        jobs=[sensors.retraining_job, sensors.monitoring_job],
+        sensors=[sensors.retrain_on_drift],
+        schedules=[sensors.hourly_monitoring],
         resources={
             "housing_state": HousingStateResource.from_settings(settings),
+            "mlflow_tracking": MLflowResource.from_settings(settings),
+            "capture_store": CaptureStoreResource.from_settings(settings),
             "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
         },
         # One process for the whole run: TensorFlow's import and the code location are paid once,

@@ -33,9 +33,10 @@ def run_demo() -> int:
     defs = build_definitions(settings)
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
-            list(defs.assets or []),
+            [*(defs.assets or []), *(defs.asset_checks or [])],
             instance=instance,
             resources=defs.resources,
+            selection=dg.AssetSelection.groups("ingestion", "training", "registry"),
             raise_on_error=False,
             # Progress at INFO (epochs, row counts); Dagster's DEBUG event stream stays in the UI.
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},

@@ -29,3 +29,40 @@ class HousingStateResource(dg.ConfigurableResource):
         path = Path(self.home).joinpath(*parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class MLflowResource(dg.ConfigurableResource):
+    """MLflow tracking and model registry (SQLite + local artifacts in the state folder by default)."""
+
+    tracking_uri: str = Field(description="MLflow tracking and registry URI (MLFLOW_TRACKING_URI).")
+    artifact_root: str = Field(description="Where experiments store artifacts (HOUSING_MLFLOW_ARTIFACT_ROOT).")
+    ui_url: str = Field("http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links in metadata.")
+    model_name: str = Field("housing_price_model", description="Registered model name.")
+
+    @classmethod
+    def from_settings(cls, settings: HousingSettings) -> "MLflowResource":
+        return cls(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.mlflow_artifact_root,
+            ui_url=settings.mlflow_ui_url,
+        )
+
+    def registry(self):
+        from housing_platform.registry import ModelRegistry
+
+        return ModelRegistry(self.tracking_uri, self.artifact_root, model_name=self.model_name, ui_url=self.ui_url)
+
+
+class CaptureStoreResource(dg.ConfigurableResource):
+    """The capture store the model server writes scored rows and feedback to (HOUSING_CAPTURE_URL)."""
+
+    url: str = Field(description="SQLAlchemy URL of the capture store.")
+
+    @classmethod
+    def from_settings(cls, settings: HousingSettings) -> "CaptureStoreResource":
+        return cls(url=settings.capture_url)
+
+    def store(self):
+        from housing_platform.capture import CaptureStore
+
+        return CaptureStore(self.url)

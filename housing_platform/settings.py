@@ -99,6 +99,11 @@ class HousingSettings(BaseModel):
         return os.environ.get("HOUSING_MLFLOW_ARTIFACT_ROOT") or (self.mlflow_dir / "artifacts").as_uri()
 
     @property
+    def mlflow_ui_url(self) -> str:
+        """Where `make mlflow-ui` serves the MLflow UI; used for links in Dagster metadata."""
+        return os.environ.get("HOUSING_MLFLOW_UI_URL") or "http://127.0.0.1:5000"
+
+    @property
     def capture_url(self) -> str:
         return os.environ.get("HOUSING_CAPTURE_URL") or f"sqlite:///{self.home / 'capture' / 'capture.db'}"
 
@@ -128,4 +133,7 @@ def apply_process_defaults(settings: HousingSettings) -> None:
     cache = settings.home / "cache"
     os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
     os.environ.setdefault("KERAS_HOME", str(cache / "keras"))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter (oneDNN notes, "no CUDA driver") is noise on a CPU machine.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -1,0 +1,108 @@
+"""The evaluation gate: the rules a candidate model must pass before it may become the champion.
+
+Like SageMaker Pipelines' ConditionStep and TFX's Evaluator "blessing", the gate has both an
+absolute threshold and a no-regression rule against the current champion scored on the *same*
+test rows. It reads only the evaluation report (a plain dict), so it is testable without Dagster and
+the blocking asset checks on `evaluation_report` are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+RMSE_CHECK = "rmse_within_limit"
+LINEAR_BASELINE_CHECK = "beats_linear_baseline"
+CHAMPION_CHECK = "no_regression_vs_champion"
+SLICE_CHECK = "no_weak_slice"
+GATE_CHECKS = (RMSE_CHECK, LINEAR_BASELINE_CHECK, CHAMPION_CHECK, SLICE_CHECK)
+
+
+class GateThresholds(BaseModel):
+    """Limits of the gate; recorded in every evaluation report so a verdict can be re-read later."""
+
+    max_rmse_dollars: float = Field(55_000.0, description="Largest acceptable test RMSE, USD.")
+    min_improvement_over_linear: float = Field(
+        0.10, description="The RMSE must be at least this fraction below the LinearRegression baseline's."
+    )
+    max_regression_vs_champion: float = Field(
+        0.01, description="The RMSE may exceed the champion's on the same test rows by at most this fraction."
+    )
+    max_slice_rmse_ratio: float = Field(1.6, description="No slice may have an RMSE above this multiple of overall.")
+    min_slice_rows: int = Field(100, description="Slices with fewer test rows are reported but not gated.")
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    name: str
+    passed: bool
+    description: str
+    skipped: bool = False
+    details: dict = field(default_factory=dict)
+
+
+def evaluate_gate(report: dict, thresholds: GateThresholds | None = None) -> dict[str, GateVerdict]:
+    """Apply every rule to an evaluation report (see ``assets/training.py``: ``evaluation_report``)."""
+    limits = thresholds or GateThresholds(**report["gate_thresholds"])
+    rmse = float(report["metrics"]["rmse"])
+    verdicts = {}
+
+    verdicts[RMSE_CHECK] = GateVerdict(
+        RMSE_CHECK,
+        rmse <= limits.max_rmse_dollars,
+        f"test RMSE ${rmse:,.0f} (limit ${limits.max_rmse_dollars:,.0f})",
+        details={"rmse": rmse, "limit": limits.max_rmse_dollars},
+    )
+
+    linear = float(report["baselines"]["linear_regression"]["rmse"])
+    required = linear * (1 - limits.min_improvement_over_linear)
+    verdicts[LINEAR_BASELINE_CHECK] = GateVerdict(
+        LINEAR_BASELINE_CHECK,
+        rmse <= required,
+        f"test RMSE ${rmse:,.0f} vs LinearRegression ${linear:,.0f}: "
+        f"{1 - rmse / linear:.1%} lower (required {limits.min_improvement_over_linear:.0%})",
+        details={"rmse": rmse, "linear_rmse": linear, "required_rmse": required},
+    )
+
+    champion = report.get("champion")
+    if not champion:
+        verdicts[CHAMPION_CHECK] = GateVerdict(
+            CHAMPION_CHECK, True, "skipped: no champion exists yet, so there is nothing to regress against", skipped=True
+        )
+    elif champion.get("model_sha256") and champion["model_sha256"] == report.get("candidate_model_sha256"):
+        # Comparing a model with itself would pass trivially and hide a wiring error.
+        verdicts[CHAMPION_CHECK] = GateVerdict(
+            CHAMPION_CHECK,
+            False,
+            f"the 'champion' (version {champion['version']}) is the candidate itself: the comparison is void",
+            details={"champion_version": champion["version"]},
+        )
+    else:
+        champion_rmse = float(champion["metrics"]["rmse"])
+        allowed = champion_rmse * (1 + limits.max_regression_vs_champion)
+        verdicts[CHAMPION_CHECK] = GateVerdict(
+            CHAMPION_CHECK,
+            rmse <= allowed,
+            f"test RMSE ${rmse:,.0f} vs champion v{champion['version']} ${champion_rmse:,.0f} on the same "
+            f"{report['test_rows']:,} rows (allowed ${allowed:,.0f}, +{limits.max_regression_vs_champion:.0%})",
+            details={"rmse": rmse, "champion_rmse": champion_rmse, "champion_version": champion["version"]},
+        )
+
+    # Slices are rows of `evaluation.slice_metrics` (slice_by, slice, count, rmse, ...); "all" is overall.
+    weak = [
+        s for s in report["slices"]
+        if s["slice_by"] != "all" and s["count"] >= limits.min_slice_rows
+        and s["rmse"] > limits.max_slice_rmse_ratio * rmse
+    ]
+    verdicts[SLICE_CHECK] = GateVerdict(
+        SLICE_CHECK,
+        not weak,
+        f"every slice with ≥ {limits.min_slice_rows} rows has RMSE ≤ {limits.max_slice_rmse_ratio}× overall"
+        if not weak
+        else "slices above "
+        + f"{limits.max_slice_rmse_ratio}× overall RMSE: "
+        + ", ".join(f"{s['slice_by']}={s['slice']} (${s['rmse']:,.0f}, {s['count']} rows)" for s in weak),
+        details={"weak_slices": ", ".join(f"{s['slice_by']}={s['slice']}" for s in weak) or "none"},
+    )
+    return verdicts
