@@ -6,11 +6,8 @@ store; `drift_report` compares it with the training reference stored with the se
 checks are what the `retrain_on_drift` sensor watches.
 """
 
-import json
 import os
-import tempfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -19,7 +16,6 @@ from pydantic import Field
 from housing_platform import drift, monitoring
 from housing_platform.assets.metadata import column_schema_metadata, markdown_table
 from housing_platform.resources import CaptureStoreResource, HousingStateResource, MLflowResource
-from housing_platform.schema import FEATURE_COLUMNS
 
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
