@@ -17,7 +17,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from housing_platform.evaluation import baseline_predictions, regression_metrics, slice_metrics, write_plots  # noqa: E402
+from housing_platform.evaluation import (  # noqa: E402
+    baseline_predictions,
+    regression_metrics,
+    slice_metrics,
+    write_plots,
+)
 from housing_platform.features import feature_names, fit_transformer, transform  # noqa: E402
 from housing_platform.model import TrainingConfig, predict, train_model  # noqa: E402
 from housing_platform.schema import TARGET_COLUMN  # noqa: E402

@@ -86,10 +86,10 @@ def slice_metrics(frame: pd.DataFrame, y_true, y_pred, quantiles: int = N_INCOME
         income = frame[INCOME_COLUMN].to_numpy(dtype=np.float64)
         edges = income_quantile_edges(income, quantiles)
         which = np.clip(np.searchsorted(edges[1:-1], income, side="right"), 0, quantiles - 1)
+        slice_by = f"{INCOME_COLUMN}_quintile" if quantiles == 5 else f"{INCOME_COLUMN}_quantile"
         for i in range(quantiles):
             label = f"Q{i + 1} [{edges[i]:.2f}, {edges[i + 1]:.2f}{']' if i == quantiles - 1 else ')'}"
-            rows.append(row(f"{INCOME_COLUMN}_quintile" if quantiles == 5 else f"{INCOME_COLUMN}_quantile",
-                            label, which == i, edges[i], edges[i + 1]))
+            rows.append(row(slice_by, label, which == i, edges[i], edges[i + 1]))
     table = pd.DataFrame(rows, columns=SLICE_COLUMNS)
     table["count"] = table["count"].astype(int)
     return table
@@ -148,8 +148,11 @@ def write_plots(
     axes.scatter(y_true, y_pred, s=4, alpha=0.3, color="tab:blue", linewidths=0)
     high = float(max(y_true.max(initial=0), y_pred.max(initial=0)))
     axes.plot([0, high], [0, high], color="black", linewidth=1, label="perfect")
-    axes.set(xlabel="actual median house value (USD)", ylabel="predicted (USD)",
-             title=f"{title}: predicted vs. actual (RMSE ${rmse:,.0f}, n={y_true.size:,})")
+    axes.set(
+        xlabel="actual median house value (USD)",
+        ylabel="predicted (USD)",
+        title=f"{title}: predicted vs. actual (RMSE ${rmse:,.0f}, n={y_true.size:,})",
+    )
     axes.legend(loc="upper left")
     paths["predicted_vs_actual"] = folder / "predicted_vs_actual.png"
     figure.savefig(paths["predicted_vs_actual"])

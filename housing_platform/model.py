@@ -52,14 +52,14 @@ class TrainingConfig(BaseModel):
     activation: Literal["relu", "elu", "selu", "gelu", "swish", "tanh"] = "relu"
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout rate after each hidden layer (0 = none).")
     learning_rate: float = Field(3e-3, gt=0.0, description="Adam's initial learning rate.")
-    epochs: int = Field(80, ge=1, description="Upper bound on epochs (bounds the time); early stopping usually ends sooner.")
+    epochs: int = Field(80, ge=1, description="Upper bound on epochs (bounds the time); early stopping ends sooner.")
     batch_size: int = Field(256, ge=1)
     patience: int = Field(15, ge=1, description="Epochs without validation improvement before stopping.")
-    reduce_lr_patience: int = Field(5, ge=0, description="Halve the learning rate after this many flat epochs (0 = off).")
+    reduce_lr_patience: int = Field(5, ge=0, description="Halve the learning rate after this many flat epochs, 0: never.")
     target_transform: Literal["log", "scale", "none"] = Field(
-        "scale", description="What the network learns: standardised y ('scale'), standardised log(y) ('log') or raw y."
+        "scale", description="What the network learns: standardised y ('scale'), standardised log(y) ('log'), raw y."
     )
-    clip_predictions: bool = Field(True, description=f"Clip predictions to [0, {MAX_HOUSE_VALUE:,.0f}] (the survey cap).")
+    clip_predictions: bool = Field(True, description=f"Clip predictions to [0, {MAX_HOUSE_VALUE:,.0f}], the survey cap.")
     seed: int = 42
 
 
@@ -110,7 +110,9 @@ def build_network(n_features: int, config: TrainingConfig) -> keras.Sequential:
     return keras.Sequential(layers, name="house_price_network")
 
 
-def _with_inverse_target(network: keras.Sequential, n_features: int, config: TrainingConfig, offset: float, scale: float):
+def _with_inverse_target(
+    network: keras.Sequential, n_features: int, config: TrainingConfig, offset: float, scale: float
+) -> keras.Sequential:
     """A Sequential sharing ``network``'s layers, followed by the layers that map back to dollars."""
     import keras
 

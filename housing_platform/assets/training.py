@@ -19,7 +19,7 @@ from housing_platform import evaluation, features, gate, monitoring, splits
 from housing_platform.assets.metadata import column_schema_metadata, markdown_table, png_markdown
 from housing_platform.registry import sha256_of
 from housing_platform.resources import CaptureStoreResource, HousingStateResource, MLflowResource
-from housing_platform.schema import TARGET_COLUMN
+from housing_platform.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.validation import validate_housing_frame
 
 GROUP = "training"
@@ -329,7 +329,7 @@ def evaluation_report(
     current = registry.champion()
     if current is not None:
         context.log.info(f"scoring champion v{current.version} on the same {len(parts.test):,} test rows")
-        champion_predictions = registry.load_pyfunc(current.model_uri).predict(parts.test.drop(columns=[TARGET_COLUMN]))
+        champion_predictions = registry.load_pyfunc(current.model_uri).predict(parts.test[list(FEATURE_COLUMNS)])
         champion = {
             "version": current.version,
             "model_uri": current.model_uri,
