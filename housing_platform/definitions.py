@@ -12,6 +12,13 @@ import warnings
 
 import dagster as dg
 
+from housing_platform.profiles import (
+    PRODUCTION,
+    ProductionSettings,
+    active_profile,
+    apply_production_environment,
+    production_resources,
+)
 from housing_platform.settings import HousingSettings, apply_process_defaults
 
 
@@ -27,6 +34,18 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     from housing_platform.io_managers import ParquetJsonIOManager
     from housing_platform.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 
+    resources = {
+        "housing_state": HousingStateResource.from_settings(settings),
+        "mlflow_tracking": MLflowResource.from_settings(settings),
+        "capture_store": CaptureStoreResource.from_settings(settings),
+        "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
+    }
+    if active_profile() == PRODUCTION:
+        # PostgreSQL for Dagster, MLflow and captures; S3 for asset values and MLflow artifacts.
+        production = ProductionSettings.from_env(settings)
+        apply_production_environment(production)
+        resources = production_resources(production)
+
     modules = [ingestion, training, registry, monitoring]
     return dg.Definitions(
         assets=dg.load_assets_from_modules(modules),
@@ -34,12 +53,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
         jobs=[sensors.retraining_job, sensors.monitoring_job],
         sensors=[sensors.retrain_on_drift],
         schedules=[sensors.hourly_monitoring],
-        resources={
-            "housing_state": HousingStateResource.from_settings(settings),
-            "mlflow_tracking": MLflowResource.from_settings(settings),
-            "capture_store": CaptureStoreResource.from_settings(settings),
-            "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
-        },
+        resources=resources,
         # One process for the whole run: TensorFlow's import and the code location are paid once,
         # not once per step as with the multiprocess executor (dagster-io/dagster#25780).
         executor=dg.in_process_executor,

@@ -2,8 +2,9 @@
 
 Every file the platform writes lives under one state folder (``HOUSING_HOME``, default ``.housing/``
 at the repository root): the Dagster instance, MLflow tracking and artifacts, the capture store,
-quarantined rows and reports. This module is the only place that reads environment variables, so
-the configuration section of the README can list them all from here.
+quarantined rows and reports. This module reads the embedded profile's environment variables;
+``profiles.py`` reads those of the production profile (PostgreSQL + S3). The README's configuration
+section lists them all.
 
 It imports nothing heavy: the serving package and the CLI import it as well as the Dagster code.
 """
