@@ -55,3 +55,7 @@ lock: install ## re-pin requirements-lock.txt to what is installed
 
 clean: ## remove the state folder (keeps .venv)
 	rm -rf $(HOUSING_HOME)
+
+.PHONY: screenshots
+screenshots: install ## refresh docs/images/*.png (the tour) with headless Chromium, as the browser tests do
+	$(BIN)/python scripts/screenshots.py --output docs/images

@@ -30,7 +30,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
 
     # Imported after the process defaults so library telemetry and caches are set up first.
     from housing_platform import sensors
-    from housing_platform.assets import ingestion, monitoring, registry, training
+    from housing_platform.assets import ingestion, monitoring, registry, serving, training
     from housing_platform.io_managers import ParquetJsonIOManager
     from housing_platform.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 
@@ -46,7 +46,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
         apply_production_environment(production)
         resources = production_resources(production)
 
-    modules = [ingestion, training, registry, monitoring]
+    modules = [ingestion, training, registry, serving, monitoring]
     return dg.Definitions(
         assets=dg.load_assets_from_modules(modules),
         asset_checks=dg.load_asset_checks_from_modules(modules),

@@ -1,0 +1,396 @@
+"""Our model server vs ``mlflow models serve``: the same registered version, side by side in one run.
+
+    .venv/bin/python benchmarks/serving.py [--model-uri models:/housing_price_model@champion]
+        [--requests 2000] [--mlflow-requests 1000] [--seconds 10] [--large-requests 50]
+
+The servers run on loopback as separate processes with one worker each: ours is
+``housing-platform serve`` (capture ON at 100 %, written to a throwaway SQLite store, as in
+production) and, for reference, the same with capture off (``--capture-sample-percent 0``; skip it
+with ``--no-capture-off``); MLflow's is ``mlflow models serve --env-manager local`` on the same
+version, i.e. the registered pyfunc (sklearn transformer + Keras) behind MLflow's FastAPI scoring
+server. The ratio column compares ours *with* capture to MLflow's.
+
+Measured, for each server:
+
+* **single-row latency at concurrency 1**: p50 / p95 / p99 over ``--requests`` sequential requests
+  (after 200 warm-up requests), timed client-side around a raw keep-alive socket (a minimal HTTP/1.1
+  client, so the client adds microseconds, not the ~0.3 ms of an httpx call);
+* **requests/s at concurrency 8**: single-row requests for ``--seconds`` with ``wrk`` (Debian's
+  ``wrk``, 2 threads, 8 connections) when it is installed, otherwise with this script's asyncio
+  load generator (8 keep-alive connections, in this process — not the servers'); the report says
+  which. Non-2xx answers are counted and reported;
+* **1,000-row request latency**: p50 / p95 over ``--large-requests`` sequential requests.
+
+The two servers' predictions for the same 1,000 rows are compared first (same version → same
+numbers, to 1e-5). If the state folder has no version behind ``--model-uri``, a throwaway registry
+with a freshly trained small model is built first (``housing_platform_tests.serving_fixtures``).
+The load generator shares the machine's cores with the server: compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from housing_platform.schema import FEATURE_COLUMNS  # noqa: E402
+from housing_platform.settings import DEFAULT_DATA_PATH, HousingSettings, disable_telemetry  # noqa: E402
+
+disable_telemetry()
+
+
+# -- which model ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchmarkModel:
+    name: str
+    version: str
+    tracking_uri: str
+    artifact_root: str
+    note: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.tracking_uri, "HOUSING_MLFLOW_ARTIFACT_ROOT": self.artifact_root}
+
+
+def benchmark_model(model_uri: str) -> BenchmarkModel:
+    """The version behind ``model_uri`` in the state folder, or a freshly built throwaway one."""
+    from housing_platform.registry import ModelRegistry
+    from housing_platform.scoring import ModelReference, ScoringError, resolve_version
+
+    settings = HousingSettings.from_env()
+    reference = ModelReference.parse(model_uri)
+    tracking = settings.mlflow_tracking_uri
+    if not tracking.startswith("sqlite:///") or Path(tracking.removeprefix("sqlite:///")).exists():
+        registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, model_name=reference.name)
+        try:
+            version = resolve_version(registry, reference)
+            return BenchmarkModel(reference.name, version, settings.mlflow_tracking_uri, settings.mlflow_artifact_root,
+                                  f"{model_uri} -> version {version} from {settings.mlflow_tracking_uri}")
+        except ScoringError:
+            pass
+    print(f"no version behind {model_uri} in {settings.home}: building a throwaway one (~30 s)...", flush=True)
+    from housing_platform_tests.serving_fixtures import registered_models
+
+    built = registered_models()
+    return BenchmarkModel(built.model_name, built.versions[0], built.tracking_uri, built.artifact_root,
+                          f"throwaway version {built.versions[0]} (default architecture, {built.train.shape[0]} train rows)")
+
+
+def sample_rows(n: int) -> list[dict]:
+    import pandas as pd
+
+    frame = pd.read_csv(DEFAULT_DATA_PATH).dropna().head(n)
+    return json.loads(frame[list(FEATURE_COLUMNS)].to_json(orient="records"))
+
+
+# -- a minimal HTTP/1.1 keep-alive client ---------------------------------------------------------
+
+
+def http_request(host: str, port: int, path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode() + body
+
+
+_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+class RawClient:
+    """One keep-alive connection; ``call`` sends a prebuilt request and reads one response."""
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def call(self, request: bytes) -> tuple[int, bytes]:
+        self.sock.sendall(request)
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buffer += chunk
+        head, body = buffer.split(b"\r\n\r\n", 1)
+        match = _LENGTH.search(head)
+        if match is None:
+            raise ValueError(f"response without Content-Length: {head[:200]!r}")
+        length = int(match.group(1))
+        while len(body) < length:
+            chunk = self.sock.recv(max(65536, length - len(body)))
+            if not chunk:
+                raise ConnectionError("server closed the connection mid-body")
+            body += chunk
+        return int(head.split(b" ", 2)[1]), body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def latencies(host: str, port: int, path: str, body: bytes, count: int, warmup: int) -> list[float]:
+    client = RawClient(host, port)
+    request = http_request(host, port, path, body)
+    try:
+        for _ in range(warmup):
+            status, text = client.call(request)
+            if status != 200:
+                raise RuntimeError(f"{path} answered {status}: {text[:300]!r}")
+        out = []
+        for _ in range(count):
+            started = time.perf_counter()
+            status, _ = client.call(request)
+            out.append(time.perf_counter() - started)
+            if status != 200:
+                raise RuntimeError(f"{path} answered {status}")
+        return out
+    finally:
+        client.close()
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000.0
+
+
+# -- load at concurrency 8 ------------------------------------------------------------------------
+
+
+def wrk_throughput(host: str, port: int, path: str, body: bytes, seconds: int, connections: int) -> dict:
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{body.decode()}]==]\n"
+    )
+    completed = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"http://{host}:{port}{path}"],
+        capture_output=True, text=True, check=True,
+    )
+    text = completed.stdout
+    rate = float(re.search(r"Requests/sec:\s*([\d.]+)", text).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    errors = re.search(r"Socket errors:.*", text)
+    return {"rps": rate, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": errors.group(0) if errors else "", "tool": "wrk -t2 -c8"}
+
+
+async def _asyncio_worker(host: str, port: int, request: bytes, deadline: float, counts: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < deadline:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = _LENGTH.search(head)
+            await reader.readexactly(int(match.group(1)))
+            counts[0 if head.split(b" ", 2)[1] == b"200" else 1] += 1
+    finally:
+        writer.close()
+
+
+def asyncio_throughput(host: str, port: int, path: str, body: bytes, seconds: int, connections: int) -> dict:
+    request = http_request(host, port, path, body)
+    counts = [0, 0]
+
+    async def run() -> float:
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(_asyncio_worker(host, port, request, deadline, counts) for _ in range(connections)))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(run())
+    return {"rps": (counts[0] + counts[1]) / elapsed, "non_2xx": counts[1], "socket_errors": "",
+            "tool": f"asyncio load generator ({connections} connections, benchmark process)"}
+
+
+def throughput(host: str, port: int, path: str, body: bytes, seconds: int, connections: int = 8) -> dict:
+    if shutil.which("wrk"):
+        return wrk_throughput(host, port, path, body, seconds, connections)
+    return asyncio_throughput(host, port, path, body, seconds, connections)
+
+
+# -- the servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 300.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, process.args[:4]))} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout:g} s")
+
+
+def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -> tuple[dict, list[subprocess.Popen]]:
+    env = dict(os.environ) | model.env() | {
+        "HOUSING_HOME": str(workdir / "state"),
+        "HOUSING_CAPTURE_URL": f"sqlite:///{workdir / 'capture.db'}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        # `mlflow models serve` runs `uvicorn` from PATH: the virtualenv's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log = (workdir / "servers.log").open("w")
+    servers: dict[str, dict] = {}
+    processes: list[subprocess.Popen] = []
+
+    def ours(name: str, sample_percent: int) -> None:
+        port = free_port()
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "housing_platform.cli", "serve", "--model-uri", model.uri, "--port", str(port),
+             "--poll-interval-seconds", "0", "--capture-sample-percent", str(sample_percent), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        ))
+        servers[name] = {"port": port, "path": "/v1/predict", "key": "instances", "ready": "/ready",
+                         "process": processes[-1]}
+
+    ours("ours", 100)
+    if capture_off_too:
+        ours("ours, capture off", 0)
+    port = free_port()
+    processes.append(subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model.uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+    ))
+    servers["mlflow"] = {"port": port, "path": "/invocations", "key": "dataframe_records", "ready": "/ping",
+                         "process": processes[-1]}
+    try:
+        for server in servers.values():
+            wait_for(f"http://127.0.0.1:{server['port']}{server['ready']}", server["process"])
+    except BaseException:
+        stop(processes)
+        raise
+    return servers, processes
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def body_for(server: dict, rows: list[dict]) -> bytes:
+    return json.dumps({server["key"]: rows}).encode()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-uri", default="models:/housing_price_model@champion")
+    parser.add_argument("--requests", type=int, default=2_000, help="single-row requests timed for our server")
+    parser.add_argument("--mlflow-requests", type=int, default=1_000, help="single-row requests timed for MLflow's")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each concurrency-8 run")
+    parser.add_argument("--large-requests", type=int, default=50, help="1,000-row requests timed per server")
+    parser.add_argument("--no-capture-off", action="store_true",
+                        help="skip the third server (ours with capture off, which shows what capture costs)")
+    args = parser.parse_args()
+
+    model = benchmark_model(args.model_uri)
+    print(f"model: {model.note}")
+    workdir = Path(tempfile.mkdtemp(prefix="serving_benchmark_"))
+    servers, processes = start_servers(model, workdir, capture_off_too=not args.no_capture_off)
+    host = "127.0.0.1"
+    try:
+        one, thousand = sample_rows(1), sample_rows(1_000)
+        answers = {}
+        for name, server in servers.items():
+            status, text = RawClient(host, server["port"]).call(http_request(host, server["port"], server["path"],
+                                                                           body_for(server, thousand)))
+            if status != 200:
+                raise RuntimeError(f"{name} answered {status}: {text[:300]!r}")
+            answers[name] = np.asarray(json.loads(text)["predictions"], dtype=np.float64).reshape(-1)
+        worst = max(float(np.max(np.abs(answers[name] - answers["mlflow"]) / np.abs(answers["mlflow"])))
+                    for name in answers if name != "mlflow")
+        print(f"same 1,000 rows: predictions agree to {worst:.2e} (relative)")
+
+        results: dict[str, dict] = {}
+        for name, server in servers.items():
+            count = args.mlflow_requests if name == "mlflow" else args.requests
+            print(f"{name}: {count} single-row requests at concurrency 1 ...", flush=True)
+            single = latencies(host, server["port"], server["path"], body_for(server, one), count, warmup=200)
+            print(f"{name}: concurrency 8 for {args.seconds} s ...", flush=True)
+            load = throughput(host, server["port"], server["path"], body_for(server, one), args.seconds)
+            print(f"{name}: {args.large_requests} requests of 1,000 rows ...", flush=True)
+            large = latencies(host, server["port"], server["path"], body_for(server, thousand), args.large_requests,
+                              warmup=5)
+            results[name] = {
+                "requests": count,
+                "p50": percentile_ms(single, 50), "p95": percentile_ms(single, 95), "p99": percentile_ms(single, 99),
+                "mean": statistics.fmean(single) * 1000,
+                "rps": load["rps"], "non_2xx": load["non_2xx"], "socket_errors": load["socket_errors"],
+                "tool": load["tool"],
+                "large_p50": percentile_ms(large, 50), "large_p95": percentile_ms(large, 95),
+            }
+    finally:
+        stop(processes)
+
+    ours, theirs = results["ours"], results["mlflow"]
+    names = list(results)
+    rows = [
+        ("single row p50, c=1 (ms)", "p50", "{:.3f}", False),
+        ("single row p95, c=1 (ms)", "p95", "{:.3f}", False),
+        ("single row p99, c=1 (ms)", "p99", "{:.3f}", False),
+        ("single row mean, c=1 (ms)", "mean", "{:.3f}", False),
+        ("requests/s, c=8", "rps", "{:,.0f}", True),
+        ("1,000-row request p50 (ms)", "large_p50", "{:.2f}", False),
+        ("1,000-row request p95 (ms)", "large_p95", "{:.2f}", False),
+    ]
+    print()
+    header = f"{'metric':30s}" + "".join(f"{name:>20s}" for name in names) + f"{'ours vs mlflow':>16s}"
+    print(header)
+    print("-" * len(header))
+    for label, key, fmt, higher_better in rows:
+        ratio = ours[key] / theirs[key] if higher_better else theirs[key] / ours[key]
+        cells = "".join(f"{fmt.format(results[name][key]):>20s}" for name in names)
+        print(f"{label:30s}{cells}{ratio:>15.1f}x")
+    print("-" * len(header))
+    print("timed single-row requests: " + ", ".join(f"{name} {results[name]['requests']:,}" for name in names)
+          + " (after 200 warm-up)")
+    print(f"load generator: {ours['tool']}; non-2xx: " + ", ".join(f"{n} {results[n]['non_2xx']}" for n in names)
+          + (f"; {ours['socket_errors']}" if ours["socket_errors"] else ""))
+    print(f"goals (ours, capture on): p50 <= 1 ms: {'met' if ours['p50'] <= 1 else 'MISSED'}; p99 <= 5 ms: "
+          f"{'met' if ours['p99'] <= 5 else 'MISSED'}; >= 10x mlflow throughput: "
+          f"{'met' if ours['rps'] >= 10 * theirs['rps'] else 'MISSED'}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end (the load generator "
+          "shares the cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
