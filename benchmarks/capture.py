@@ -26,19 +26,10 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from housing_platform.capture import CaptureRecord, CaptureStore, CaptureWriter
+from housing_platform.schema import EXAMPLE_DISTRICT
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-FEATURES = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
+FEATURES = dict(EXAMPLE_DISTRICT)
 
 
 def make_records(n: int) -> list[CaptureRecord]:

@@ -36,6 +36,19 @@ CALIFORNIA_LATITUDE = (32.5, 42.1)
 MAX_MEDIAN_INCOME = 16.0  # tens of thousands of dollars; the survey caps at 15.0001
 MIN_HOUSE_VALUE, MAX_HOUSE_VALUE = 10_000.0, 500_001.0
 
+# The first district of the dataset (Berkeley hills, NEAR BAY): the example in the API docs and tests.
+EXAMPLE_DISTRICT = {
+    "longitude": -122.23,
+    "latitude": 37.88,
+    "housing_median_age": 41.0,
+    "total_rooms": 880.0,
+    "total_bedrooms": 129.0,
+    "population": 322.0,
+    "households": 126.0,
+    "median_income": 8.3252,
+    "ocean_proximity": "NEAR BAY",
+}
+
 # Share of nulls each column may have before the `null_share_within_allowance` check fails.
 NULL_ALLOWANCE = {column: 0.0 for column in ALL_COLUMNS} | {"total_bedrooms": 0.05}
 

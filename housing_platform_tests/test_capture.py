@@ -27,20 +27,10 @@ from housing_platform.capture import (
     UnknownRequestIds,
     is_sampled,
 )
-from housing_platform.schema import FEATURE_COLUMNS
+from housing_platform.schema import EXAMPLE_DISTRICT, FEATURE_COLUMNS
 
 POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-FEATURES = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
+FEATURES = dict(EXAMPLE_DISTRICT)
 # Retry fast so outages resolve within the test's time budget.
 FAST_RETRY = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05}
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from housing_platform.capture import CaptureStore
-from housing_platform.schema import FEATURE_COLUMNS, TARGET_COLUMN
+from housing_platform.schema import EXAMPLE_DISTRICT, FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform_tests.serving_fixtures import (
     RegisteredModels,
     free_port,
@@ -32,17 +32,7 @@ from housing_platform_tests.serving_fixtures import (
 
 pytestmark = pytest.mark.slow
 
-ROW = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
+ROW = dict(EXAMPLE_DISTRICT)
 
 
 @pytest.fixture(scope="module")

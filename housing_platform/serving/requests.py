@@ -29,7 +29,13 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, Field
 
-from housing_platform.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS, TARGET_COLUMN
+from housing_platform.schema import (
+    CATEGORICAL_COLUMN,
+    EXAMPLE_DISTRICT,
+    FEATURE_COLUMNS,
+    NUMERIC_FEATURE_COLUMNS,
+    TARGET_COLUMN,
+)
 from housing_platform.scoring import COLUMN_RULES, CROSS_RULES, Violation, check_rules
 
 MAX_ERRORS_SHOWN = 50
@@ -343,17 +349,7 @@ def instance_json_schema() -> dict:
     }
 
 
-EXAMPLE_INSTANCE = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
+EXAMPLE_INSTANCE = dict(EXAMPLE_DISTRICT)
 
 
 def predict_request_openapi(max_rows: int) -> dict:
