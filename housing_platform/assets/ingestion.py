@@ -187,3 +187,58 @@ def validated_housing_data(
             description=result.description,
             metadata={"value": dg.MetadataValue.float(result.value), "limit": dg.MetadataValue.float(result.limit)},
         )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "matplotlib"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "ingestion"},
+)
+def housing_data_profile(
+    context: dg.AssetExecutionContext, housing_state: HousingStateResource, validated_housing_data: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """A profile of the validated districts to read before trusting a model trained on them.
+
+    Per column: count, nulls, mean, standard deviation, minimum, quartiles, maximum and the number of
+    distinct values (the one statistic of `ocean_proximity`). Three plots are embedded below and saved
+    under `<state>/reports/profile/<run id>/`: a histogram per column (note the caps at 500,001 USD
+    and 52 years), the Pearson and Spearman correlation of each feature and each `ocean_proximity`
+    category with `median_house_value` as a heatmap, and the districts on a map coloured by price.
+    The value is the statistics table: `defs.load_asset_value("housing_data_profile")`. The logic is
+    plain Python in `housing_platform/profiling.py`.
+    """
+    # Imported here so loading the code location does not pay for matplotlib.
+    from housing_platform import profiling
+    from housing_platform.assets.metadata import png_markdown
+
+    statistics = profiling.column_statistics(validated_housing_data)
+    correlations = profiling.target_correlations(validated_housing_data)
+    folder = housing_state.folder("reports", "profile", context.run.run_id)
+    plots = profiling.write_profile_plots(validated_housing_data, folder, correlations)
+    strongest = correlations.iloc[0] if len(correlations) else None
+    context.log.info(f"Profiled {len(validated_housing_data):,} rows; plots in {folder}")
+    return dg.Output(
+        statistics,
+        metadata={
+            "profiled_rows": dg.MetadataValue.int(len(validated_housing_data)),
+            "column_count": dg.MetadataValue.int(validated_housing_data.shape[1]),
+            "null_cells": dg.MetadataValue.int(int(statistics["nulls"].sum())),
+            "target_mean": dg.MetadataValue.float(float(validated_housing_data["median_house_value"].mean())),
+            "target_median": dg.MetadataValue.float(float(validated_housing_data["median_house_value"].median())),
+            "strongest_feature": str(strongest["feature"]) if strongest is not None else "none",
+            "strongest_pearson": dg.MetadataValue.float(float(strongest["pearson"]) if strongest is not None else float("nan")),
+            "statistics": markdown_table(statistics, rows=50),
+            "target_correlations": markdown_table(correlations, rows=50, floatfmt="+.3f"),
+            "plots": png_markdown(
+                {
+                    "Histograms": plots["histograms"],
+                    "Correlation with median_house_value": plots["target_correlation"],
+                    "Price by location": plots["location_price"],
+                }
+            ),
+            "plots_folder": dg.MetadataValue.path(str(folder)),
+            **column_schema_metadata(statistics),
+        },
+    )

@@ -106,6 +106,8 @@ def _serving_version(frame: pd.DataFrame) -> str | None:
         dg.AssetCheckSpec(
             DRIFT_CHECK,
             asset="drift_report",
+            # Evaluated per day, so the UI and the sensor can say which day drifted.
+            partitions_def=daily_partitions,
             description="Fails on dataset drift (share of drifted features ≥ 0.5) or drift in a key feature "
             "(median_income). Passes with 'insufficient data' on a quiet day. The `retrain_on_drift` "
             "sensor launches retraining when it fails.",
@@ -214,6 +216,7 @@ class LivePerformanceConfig(dg.Config):
         dg.AssetCheckSpec(
             QUALITY_CHECK,
             asset="live_model_performance",
+            partitions_def=daily_partitions,
             description="Fails when a model version's RMSE on labelled traffic exceeds its evaluation RMSE "
             "by more than 15% (configurable), judged only with at least 100 labelled rows.",
         )

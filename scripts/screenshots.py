@@ -1,0 +1,61 @@
+"""Refresh the screenshots of `docs/tour.md` (`make screenshots`).
+
+Builds a fresh platform state in a temporary folder exactly as the browser tests do (train → serve
+shifted traffic → monitor), starts the Dagster webserver on it, and walks the tour's pages in headless
+Chromium with the same code the tests use (`housing_platform_tests/browser/conftest.py`), writing one
+PNG per page to `docs/images/`. Needs Debian's Chromium (`apt-get install chromium`); downloads nothing.
+Takes about two minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from housing_platform_tests.browser.conftest import (  # noqa: E402 - after the path set-up above
+    DagsterWebserver,
+    build_platform_state,
+    chromium_browser,
+    chromium_executable,
+    new_page,
+    platform_environment,
+    take_tour,
+)
+
+DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "images"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder for the PNG files")
+    parser.add_argument("--keep-state", type=Path, default=None,
+                        help="build the state in this folder and keep it (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    if chromium_executable() is None:
+        print("error: Chromium is not installed (apt-get install chromium)", file=sys.stderr)
+        return 2
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="housing-screenshots-") as temporary:
+        home = args.keep_state.resolve() if args.keep_state else Path(temporary)
+        with platform_environment(home) as settings:
+            print(f"building the platform state in {home} ...", flush=True)
+            state = build_platform_state(settings)
+        print(f"state built in {sum(state.seconds.values()):.0f} s; starting the webserver ...", flush=True)
+        with DagsterWebserver(state.settings) as webserver, chromium_browser() as browser:
+            page = new_page(browser)
+            paths = take_tour(page, webserver.url, state, args.output)
+    for path in paths:
+        print(f"wrote {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}")
+    print(f"{len(paths)} screenshots in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
