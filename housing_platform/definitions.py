@@ -50,7 +50,8 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
 
     modules = [ingestion, training, registry, serving, monitoring]
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(modules),
+        # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
+        assets=[*dg.load_assets_from_modules(modules), serving.live_endpoint_captures],
         asset_checks=dg.load_asset_checks_from_modules(modules),
         jobs=[sensors.retraining_job, sensors.monitoring_job],
         sensors=[sensors.retrain_on_drift],

@@ -7,6 +7,7 @@ import pytest
 
 from housing_platform.definitions import build_definitions
 
+EXTERNAL_ASSETS = {"live_endpoint_captures"}
 EXPECTED_GROUPS = {"ingestion", "training", "registry", "serving", "monitoring"}
 
 
@@ -25,11 +26,13 @@ def test_every_asset_is_documented(defs: dg.Definitions) -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         name = key.to_user_string()
-        assert not node.is_external, f"{name} is external: a dependency name is probably misspelled"
+        # The live endpoint is the one asset Dagster does not materialize; any other external
+        # asset means a dependency name is misspelled.
+        assert not node.is_external or name in EXTERNAL_ASSETS, f"{name} is external: a misspelled dependency?"
         assert node.description and len(node.description) > 80, f"{name} needs a real description"
         assert node.group_name in EXPECTED_GROUPS, name
         assert node.owners, name
-        assert node.code_version, name
+        assert node.code_version or node.is_external, name
         assert node.kinds, name
 
 

@@ -40,6 +40,7 @@ def _day_window(partition_key: str) -> tuple[datetime, datetime]:
     code_version="1",
     partitions_def=daily_partitions,
     tags={"stage": "monitoring"},
+    deps=["live_endpoint_captures"],
 )
 def inference_log(context: dg.AssetExecutionContext, capture_store: CaptureStoreResource) -> dg.Output[pd.DataFrame]:
     """Every row the live endpoint scored on this UTC day, with the true value where feedback came back.

@@ -15,6 +15,25 @@ from housing_platform.schema import FEATURE_COLUMNS
 
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
+
+# The live endpoint is a process (`housing-platform serve`), not something Dagster materializes; it
+# is declared as an external asset so the lineage shows where monitoring's data comes from.
+live_endpoint_captures = dg.AssetSpec(
+    "live_endpoint_captures",
+    group_name=GROUP,
+    kinds={"fastapi", "sqlalchemy"},
+    owners=OWNERS,
+    deps=["registered_model_version"],
+    tags={"stage": "serving"},
+    description=(
+        "Rows scored by the live endpoint (`housing-platform serve` / `make serve`) and the feedback "
+        "sent back to it, in the capture store (SQLite in the state folder, or `HOUSING_CAPTURE_URL`). "
+        "The server follows the `champion` alias of `registered_model_version`, answers "
+        "`POST /v1/predict` with the numpy fast path and writes every scored row here in the "
+        "background; `POST /v1/feedback` adds the true value. Not materialized by Dagster: the "
+        "monitoring assets read it."
+    ),
+)
 PREDICTIONS_FOLDER = "predictions"
 
 
