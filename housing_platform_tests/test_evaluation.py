@@ -18,31 +18,7 @@ from housing_platform.evaluation import (
     write_plots,
 )
 from housing_platform.schema import ALL_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, TARGET_COLUMN
-
-
-def make_districts(n: int, seed: int = 0) -> pd.DataFrame:
-    """Random districts whose value depends on income and the ocean class (so baselines can learn)."""
-    rng = np.random.default_rng(seed)
-    households = rng.integers(50, 2000, n).astype(float)
-    rooms = households * rng.uniform(3, 8, n)
-    ocean = rng.choice(OCEAN_PROXIMITY_CATEGORIES[:4], n)
-    income = rng.uniform(0.5, 15, n).round(4)
-    value = 40_000 + 25_000 * income + np.where(ocean == "INLAND", -60_000, 30_000) + rng.normal(0, 10_000, n)
-    frame = pd.DataFrame(
-        {
-            "longitude": rng.uniform(-124, -114.5, n).round(2),
-            "latitude": rng.uniform(32.6, 41.9, n).round(2),
-            "housing_median_age": rng.integers(1, 53, n).astype(float),
-            "total_rooms": rooms.round(),
-            "total_bedrooms": (rooms * rng.uniform(0.15, 0.3, n)).round(),
-            "population": (households * rng.uniform(1.5, 4, n)).round(),
-            "households": households,
-            "median_income": income,
-            "ocean_proximity": ocean,
-            TARGET_COLUMN: np.clip(value, 15_000, 500_001).round(),
-        }
-    )
-    return frame[list(ALL_COLUMNS)]
+from housing_platform_tests.factories import make_districts
 
 
 def test_metrics_on_a_hand_computed_example():

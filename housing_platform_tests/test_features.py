@@ -27,41 +27,19 @@ from housing_platform.schema import (
     OCEAN_PROXIMITY_CATEGORIES,
     TARGET_COLUMN,
 )
+from housing_platform_tests.factories import make_districts
 
 SMALL = {"n_clusters": 6, "gamma": 2.0, "n_init": 1}  # fast k-means for tests
 
 
-def make_districts(n: int, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
-    """Plausible random districts; ``shift`` moves incomes, sizes and places (a different population)."""
-    rng = np.random.default_rng(seed)
-    households = rng.integers(50, 2000, n).astype(float) * (1 + shift)
-    rooms = households * rng.uniform(3, 8, n)
-    frame = pd.DataFrame(
-        {
-            "longitude": rng.uniform(-124, -114.5, n).round(2) + shift,
-            "latitude": rng.uniform(32.6, 41.9, n).round(2) - shift,
-            "housing_median_age": rng.integers(1, 53, n).astype(float),
-            "total_rooms": rooms.round(),
-            "total_bedrooms": (rooms * rng.uniform(0.15, 0.3, n)).round(),
-            "population": (households * rng.uniform(1.5, 4, n)).round(),
-            "households": households,
-            "median_income": rng.uniform(0.5, 15, n).round(4) * (1 + shift),
-            "ocean_proximity": rng.choice(OCEAN_PROXIMITY_CATEGORIES[:4], n),
-            TARGET_COLUMN: rng.uniform(15_000, 500_001, n).round(),
-        }
-    )
-    frame.loc[rng.random(n) < 0.05, "total_bedrooms"] = np.nan
-    return frame[list(ALL_COLUMNS)]
-
-
 @pytest.fixture(scope="module")
 def train() -> pd.DataFrame:
-    return make_districts(1_500, seed=0)
+    return make_districts(1_500, seed=0, missing_bedrooms_share=0.05)
 
 
 @pytest.fixture(scope="module")
 def test_rows() -> pd.DataFrame:
-    return make_districts(500, seed=1, shift=0.5)  # deliberately unlike train
+    return make_districts(500, seed=1, shift=0.5, missing_bedrooms_share=0.05)  # deliberately unlike train
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from housing_platform.profiles import (
     write_production_dagster_yaml,
 )
 from housing_platform.settings import HousingSettings
-from housing_platform_tests.conftest import make_districts
+from housing_platform_tests.factories import make_districts
 
 POSTGRES_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 S3_BUCKET = "housing-platform-test"

@@ -14,7 +14,7 @@ from housing_platform.assets import ingestion
 from housing_platform.io_managers import ParquetJsonIOManager
 from housing_platform.resources import HousingStateResource
 from housing_platform.settings import HousingSettings
-from housing_platform_tests.conftest import make_districts
+from housing_platform_tests.factories import make_districts
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

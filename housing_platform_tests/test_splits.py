@@ -23,6 +23,7 @@ from housing_platform.splits import (
     row_hashes,
     split_frame,
 )
+from housing_platform_tests.factories import make_districts
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "california_housing.csv"
 
@@ -43,32 +44,9 @@ GOLDEN_HASHES = [0x6C42854E55B0F5FF, 0x079C9B06A83CAFD3, 0x20436ECA5033FB11]
 GOLDEN_BUCKETS = [51, 3, 45]
 
 
-def make_districts(n: int, seed: int = 0) -> pd.DataFrame:
-    """Plausible random districts (schema columns, float dtypes, some missing bedrooms)."""
-    rng = np.random.default_rng(seed)
-    households = rng.integers(50, 2000, n).astype(float)
-    rooms = households * rng.uniform(3, 8, n)
-    frame = pd.DataFrame(
-        {
-            "longitude": rng.uniform(-124, -114.5, n).round(2),
-            "latitude": rng.uniform(32.6, 41.9, n).round(2),
-            "housing_median_age": rng.integers(1, 53, n).astype(float),
-            "total_rooms": rooms.round(),
-            "total_bedrooms": (rooms * rng.uniform(0.15, 0.3, n)).round(),
-            "population": (households * rng.uniform(1.5, 4, n)).round(),
-            "households": households,
-            "median_income": rng.uniform(0.5, 15, n).round(4),
-            "ocean_proximity": rng.choice(OCEAN_PROXIMITY_CATEGORIES[:4], n),
-            TARGET_COLUMN: rng.uniform(15_000, 500_001, n).round(),
-        }
-    )
-    frame.loc[rng.random(n) < 0.01, "total_bedrooms"] = np.nan
-    return frame[list(ALL_COLUMNS)]
-
-
 @pytest.fixture(scope="module")
 def districts() -> pd.DataFrame:
-    return make_districts(5_000)
+    return make_districts(5_000, missing_bedrooms_share=0.01)
 
 
 def test_shares_match_the_buckets(districts):
@@ -82,7 +60,7 @@ def test_shares_match_the_buckets(districts):
 
 def test_appending_rows_never_moves_an_old_row(districts):
     before = assign_split(districts)
-    newcomers = make_districts(3_000, seed=1).assign(row_id=-1)
+    newcomers = make_districts(3_000, seed=1, missing_bedrooms_share=0.01).assign(row_id=-1)
     old = districts.assign(row_id=np.arange(len(districts)))  # an extra column: not hashed
     grown = pd.concat([newcomers.iloc[:1_000], old, newcomers.iloc[1_000:]], ignore_index=True)
     grown = grown.sample(frac=1.0, random_state=3)  # shuffled, with a different index
