@@ -25,8 +25,7 @@ from housing_platform.settings import HousingSettings
 defs = build_definitions(HousingSettings.from_env())
 with dg.instance_for_test() as instance:
     result = loop.train(defs, instance, {"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-    steps = [(e.step_key, e.event_specific_data.duration_ms / 1000) for e in result.all_events
-             if e.event_type_value == "STEP_SUCCESS"]
+    steps = loop.step_durations(result)
     report = defs.load_asset_value("evaluation_report", instance=instance)
 print(json.dumps({"success": result.success, "total": time.perf_counter() - started, "steps": steps,
                   "rmse": report["metrics"]["rmse"]}))

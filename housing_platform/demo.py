@@ -19,14 +19,6 @@ SHIFTED_ROWS = 1_500
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _step_durations(result) -> list[tuple[str, float]]:
-    return [
-        (event.step_key, event.event_specific_data.duration_ms / 1000)
-        for event in result.all_events
-        if event.event_type_value == "STEP_SUCCESS"
-    ]
-
-
 def _print_checks(result, prefix: str = "  ") -> None:
     for evaluation in result.get_asset_check_evaluations():
         status = "PASS" if evaluation.passed else "FAIL"
@@ -65,7 +57,7 @@ def run_demo() -> int:
                               tags={"housing_platform/trigger": "make demo"})
         print(f"\nrun {training.run_id}: {'SUCCESS' if training.success else 'FAILED'}")
         print("per-asset step times:")
-        for step, seconds in _step_durations(training):
+        for step, seconds in loop.step_durations(training):
             print(f"  {step:<48} {seconds:7.2f} s")
         print("asset checks:")
         _print_checks(training)

@@ -152,5 +152,14 @@ def retrain(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunR
     )
 
 
+def step_durations(result: dg.ExecuteInProcessResult) -> list[tuple[str, float]]:
+    """(step key, seconds) of every step that succeeded, in execution order."""
+    return [
+        (event.step_key, event.event_specific_data.duration_ms / 1000)
+        for event in result.all_events
+        if event.event_type_value == "STEP_SUCCESS"
+    ]
+
+
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()}

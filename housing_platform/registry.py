@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from housing_platform.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
 from housing_platform.settings import PROJECT_ROOT, disable_telemetry
 
 disable_telemetry()
@@ -261,3 +262,34 @@ def write_json(path: str | Path, value: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=2, sort_keys=True))
     return path
+
+
+def feature_ranges(train: pd.DataFrame) -> dict:
+    """Min/max of each numeric feature and the categories seen, on the train split.
+
+    Stored with the version; the server flags (but accepts) request values outside these ranges.
+    """
+    ranges: dict = {}
+    for column in FEATURE_COLUMNS:
+        values = train[column].dropna()
+        if column == CATEGORICAL_COLUMN:
+            ranges[column] = {"categories": sorted(map(str, values.unique()))}
+        else:
+            ranges[column] = {"min": float(values.min()), "max": float(values.max())}
+    return ranges
+
+
+def model_artifacts(
+    folder: str | Path, transformer_path: str | Path, network_path: str | Path, training_config: dict, train: pd.DataFrame
+) -> dict[str, str]:
+    """The artifact set `pyfunc_model.HousingPriceModel` loads, with the JSON files written to ``folder``.
+
+    The keys are the contract with ``pyfunc_model.py``; pass the result to :meth:`ModelRegistry.log_and_register`.
+    """
+    folder = Path(folder)
+    return {
+        "transformer": str(transformer_path),
+        "network": str(network_path),
+        "config": str(write_json(folder / "training_config.json", training_config)),
+        "feature_ranges": str(write_json(folder / "feature_ranges.json", feature_ranges(train))),
+    }

@@ -76,16 +76,10 @@ def real_splits():
     return splits.split_frame(frame)
 
 
-def feature_ranges(train: pd.DataFrame) -> dict:
-    from housing_platform.assets.registry import feature_ranges as ranges
-
-    return ranges(train)
-
-
 def build_registered_models(root: Path) -> RegisteredModels:
     from housing_platform import features
     from housing_platform import model as keras_model
-    from housing_platform.registry import MODEL_NAME, ModelRegistry, sha256_of, write_json
+    from housing_platform.registry import MODEL_NAME, ModelRegistry, model_artifacts, sha256_of
 
     root.mkdir(parents=True, exist_ok=True)
     parts = real_splits()
@@ -100,8 +94,6 @@ def build_registered_models(root: Path) -> RegisteredModels:
     )
     files = root / "files"
     transformer_path = features.save_transformer(transformer, files / "transformer.skops")
-    config_path = write_json(files / "training_config.json", config.model_dump(mode="json"))
-    ranges_path = write_json(files / "feature_ranges.json", feature_ranges(train))
     network_v1 = keras_model.save_model(result.model, files / "network_v1.keras")
     output = result.model.get_layer("output")
     kernel, bias = output.get_weights()
@@ -116,12 +108,7 @@ def build_registered_models(root: Path) -> RegisteredModels:
     for network_path in (network_v1, network_v2):
         version = registry.log_and_register(
             run_id=registry.start_run("serving-tests"),
-            artifacts={
-                "transformer": str(transformer_path),
-                "network": str(network_path),
-                "config": str(config_path),
-                "feature_ranges": str(ranges_path),
-            },
+            artifacts=model_artifacts(files, transformer_path, network_path, config.model_dump(mode="json"), train),
             input_example=example,
             predictions_example=np.full(len(example), 200_000.0),
             tags={"model_sha256": sha256_of(network_path), "purpose": "serving tests"},

@@ -1,7 +1,6 @@
 """Registry: the version that passed the gate, registered in MLflow and made the champion."""
 
 import tempfile
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -9,9 +8,9 @@ import pandas as pd
 from pydantic import Field
 
 from housing_platform import features
-from housing_platform.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS, git_commit, write_json
+from housing_platform.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS, git_commit, model_artifacts
 from housing_platform.resources import MLflowResource
-from housing_platform.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, TARGET_COLUMN
+from housing_platform.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.splits import SPLIT_COLUMN
 
 GROUP = "registry"
@@ -22,18 +21,6 @@ REFERENCE_PREDICTION_COLUMN = "prediction"
 class RegistrationConfig(dg.Config):
     reference_rows: int = Field(5_000, description="Train rows stored with the version as the drift reference.")
     promote: bool = Field(True, description="Move the `champion` alias to the new version (it passed the gate).")
-
-
-def feature_ranges(train: pd.DataFrame) -> dict:
-    """Min/max of each numeric feature and the categories seen, on the train split."""
-    ranges: dict = {}
-    for column in FEATURE_COLUMNS:
-        values = train[column].dropna()
-        if column == CATEGORICAL_COLUMN:
-            ranges[column] = {"categories": sorted(map(str, values.unique()))}
-        else:
-            ranges[column] = {"min": float(values.min()), "max": float(values.max())}
-    return ranges
 
 
 def _data_version(context: dg.AssetExecutionContext, asset: str) -> str:
@@ -94,16 +81,11 @@ def registered_model_version(
         **{f"test_{name}": f"{value:.6g}" for name, value in metrics.items()},
     }
     with tempfile.TemporaryDirectory() as folder:
-        config_path = write_json(Path(folder) / "training_config.json", trained_model["config"])
-        ranges_path = write_json(Path(folder) / "feature_ranges.json", feature_ranges(train))
         version = registry.log_and_register(
             run_id=trained_model["mlflow_run_id"],
-            artifacts={
-                "transformer": fitted_transformer["path"],
-                "network": trained_model["path"],
-                "config": str(config_path),
-                "feature_ranges": str(ranges_path),
-            },
+            artifacts=model_artifacts(
+                folder, fitted_transformer["path"], trained_model["path"], trained_model["config"], train
+            ),
             input_example=input_example,
             predictions_example=np.asarray(reference[REFERENCE_PREDICTION_COLUMN].head(5), dtype=np.float64),
             tags=tags,
