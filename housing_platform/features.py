@@ -25,8 +25,10 @@ Re-implementing ``transform`` with numpy from the fitted parameters (``t`` is th
    ``log(population / households)``; the plain ``median_income``. Then
    ``(e - scale.mean_) / scale.scale_`` with ``scale = t["features"].named_transformers_["numeric"]["scale"]``.
 3. ``g = t["features"].named_transformers_["geo"]``: with ``c = g.cluster_centers_`` (k × 2, columns
-   latitude, longitude in degrees) and ``gamma = g.gamma``:
-   ``exp(-gamma * ((lat - c[:, 0])**2 + (lon - c[:, 1])**2))`` → k columns, unscaled.
+   latitude, longitude in degrees), ``gamma = g.gamma`` and ``d2 = (lat - c[:, 0])**2 + (lon - c[:, 1])**2``:
+   ``maximum(1 - gamma * d2 / 2, 0)**2`` for ``g.kernel == "biweight"`` (the default), or
+   ``exp(-gamma * d2)`` for ``"gaussian"`` (and for transformers saved before ``kernel`` existed)
+   → k columns, unscaled.
 4. ``o = t["features"].named_transformers_["category"]``: one column per ``o.categories_[0]`` entry
    (fixed to OCEAN_PROXIMITY_CATEGORIES), 1.0 where equal; an unknown category is all zeros.
 5. Concatenate [2, 3, 4]: :func:`feature_names` gives the names, :func:`fitted_statistics` the numbers.
@@ -75,9 +77,15 @@ ENGINEERED_FEATURES: dict[str, tuple[str, ...]] = {
 }
 ENGINEERED_COLUMNS = tuple(ENGINEERED_FEATURES)
 
-# Defaults of the geographic features (tuned with benchmarks/model_quality.py).
-DEFAULT_N_CLUSTERS = 200
-DEFAULT_GAMMA = 40.0  # 1 / degree²: similarity 0.37 at 0.16° (~17 km) from a centre, ~0 beyond 50 km
+# Defaults of the geographic features (tuned with benchmarks/model_quality.py and benchmarks/batch.py:
+# 200 Gaussian centres at gamma 40 scored $42.7k but cost 5x the multiply-adds per row; 100 centres at
+# gamma 30 score $43.5-43.6k with either kernel; 64-80 centres cost $1-2k of RMSE). The biweight
+# kernel needs no exp() — the most expensive step of batch scoring on AVX2 CPUs — and is exactly 0
+# beyond its radius, sqrt(2 / gamma) = 0.26° (~29 km) at gamma 30.
+DEFAULT_N_CLUSTERS = 100
+DEFAULT_GAMMA = 30.0  # 1 / degree²: both kernels fall as 1 - gamma * d² near a centre
+DEFAULT_KERNEL = "biweight"
+KERNELS = ("biweight", "gaussian")
 DEFAULT_KMEANS_INIT = 3  # k-means restarts; more cost seconds and did not change the RMSE
 DEFAULT_RANDOM_STATE = 42
 
@@ -114,7 +122,11 @@ class DistrictFeatures(TransformerMixin, BaseEstimator):
 
 
 class ClusterSimilarity(TransformerMixin, BaseEstimator):
-    """Gaussian RBF similarity of (latitude, longitude) to k-means cluster centres fit on train.
+    """Kernel similarity of (latitude, longitude) to k-means cluster centres fit on train.
+
+    ``kernel="biweight"`` (default): ``max(1 - gamma * d² / 2, 0)²``, the quartic (Tukey biweight)
+    kernel with radius ``sqrt(2 / gamma)``; ``kernel="gaussian"``: ``exp(-gamma * d²)``. Both have
+    the same curvature at a centre; ``d`` is the distance in degrees.
 
     Fitted state is only ``cluster_centers_`` (k × 2 array, degrees; a k-means run, seeded) — the
     KMeans object itself is not kept, so the persisted transformer holds plain arrays.
@@ -126,13 +138,17 @@ class ClusterSimilarity(TransformerMixin, BaseEstimator):
         gamma: float = DEFAULT_GAMMA,
         n_init: int = DEFAULT_KMEANS_INIT,
         random_state: int = DEFAULT_RANDOM_STATE,
+        kernel: str = DEFAULT_KERNEL,
     ):
         self.n_clusters = n_clusters
         self.gamma = gamma
         self.n_init = n_init
         self.random_state = random_state
+        self.kernel = kernel
 
     def fit(self, X, y=None):
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, not {self.kernel!r}")
         points = _as_frame(X, GEO_COLUMNS).to_numpy(dtype=np.float64)
         kmeans = KMeans(n_clusters=self.n_clusters, n_init=self.n_init, random_state=self.random_state).fit(points)
         # Sort the centres (by latitude, then longitude) so their order is canonical, not k-means's.
@@ -146,10 +162,17 @@ class ClusterSimilarity(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "cluster_centers_")
         points = _as_frame(X, GEO_COLUMNS).to_numpy(dtype=np.float64)
         squared = ((points[:, None, :] - self.cluster_centers_[None, :, :]) ** 2).sum(axis=2)
+        if cluster_kernel(self) == "biweight":
+            return np.maximum(1.0 - 0.5 * self.gamma * squared, 0.0) ** 2
         return np.exp(-self.gamma * squared)
 
     def get_feature_names_out(self, input_features=None):
         return np.asarray([f"cluster_{i}_similarity" for i in range(self.n_clusters)], dtype=object)
+
+
+def cluster_kernel(geo: ClusterSimilarity) -> str:
+    """The kernel of a fitted ClusterSimilarity; transformers saved before ``kernel`` existed are Gaussian."""
+    return getattr(geo, "kernel", "gaussian")
 
 
 def _as_frame(X, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -167,6 +190,7 @@ def build_transformer(
     gamma: float = DEFAULT_GAMMA,
     n_init: int = DEFAULT_KMEANS_INIT,
     random_state: int = DEFAULT_RANDOM_STATE,
+    kernel: str = DEFAULT_KERNEL,
 ) -> Pipeline:
     """The unfitted preprocessing pipeline (see the module docstring). Fit it on the train split only."""
     impute = ColumnTransformer(
@@ -184,7 +208,7 @@ def build_transformer(
                 Pipeline([("engineer", DistrictFeatures()), ("scale", StandardScaler())]),
                 list(NUMERIC_FEATURE_COLUMNS),
             ),
-            ("geo", ClusterSimilarity(n_clusters, gamma, n_init, random_state), list(GEO_COLUMNS)),
+            ("geo", ClusterSimilarity(n_clusters, gamma, n_init, random_state, kernel), list(GEO_COLUMNS)),
             (
                 "category",
                 OneHotEncoder(
@@ -229,6 +253,7 @@ def fitted_statistics(transformer: Pipeline) -> dict:
         "scaler_scales": dict(zip(ENGINEERED_COLUMNS, map(float, scaler.scale_))),
         "cluster_centers_lat_lon": [[float(a), float(b)] for a, b in geo.cluster_centers_],
         "cluster_gamma": float(geo.gamma),
+        "cluster_kernel": cluster_kernel(geo),
         "ocean_proximity_categories": [str(c) for c in onehot.categories_[0]],
         "output_features": feature_names(transformer),
         "n_samples_fit": int(scaler.n_samples_seen_),

@@ -117,7 +117,8 @@ def test_numpy_reimplementation_from_documented_attributes(fitted, test_rows):
     geo = t["features"].named_transformers_["geo"]
     c = geo.cluster_centers_
     squared = (col["latitude"][:, None] - c[:, 0]) ** 2 + (col["longitude"][:, None] - c[:, 1]) ** 2
-    similarity = np.exp(-geo.gamma * squared)
+    assert geo.kernel == "biweight"  # the default
+    similarity = np.maximum(1.0 - geo.gamma * squared / 2, 0.0) ** 2
     onehot_encoder = t["features"].named_transformers_["category"]
     onehot = (test_rows["ocean_proximity"].to_numpy()[:, None] == onehot_encoder.categories_[0][None, :]).astype(float)
     by_hand = np.hstack([scaled, similarity, onehot])
@@ -128,6 +129,32 @@ def test_numpy_reimplementation_from_documented_attributes(fitted, test_rows):
         *(f"cluster_{i}_similarity" for i in range(SMALL["n_clusters"])),
         *(f"ocean_proximity_{c}" for c in OCEAN_PROXIMITY_CATEGORIES),
     ]
+
+
+def test_gaussian_kernel_and_transformers_saved_before_the_kernel_choice(train, test_rows, tmp_path):
+    gaussian = fit_transformer(train, **SMALL, kernel="gaussian")
+    geo = gaussian["features"].named_transformers_["geo"]
+    c = geo.cluster_centers_
+    squared = (test_rows["latitude"].to_numpy()[:, None] - c[:, 0]) ** 2 + (
+        test_rows["longitude"].to_numpy()[:, None] - c[:, 1]
+    ) ** 2
+    n_engineered = len(ENGINEERED_COLUMNS)
+    similarities = transform(gaussian, test_rows)[:, n_engineered : n_engineered + SMALL["n_clusters"]]
+    np.testing.assert_allclose(similarities, np.exp(-geo.gamma * squared).astype(np.float32), rtol=1e-6, atol=1e-7)
+    assert fitted_statistics(gaussian)["cluster_kernel"] == "gaussian"
+
+    # A transformer written before ClusterSimilarity had a `kernel` keeps its Gaussian features.
+    del geo.kernel
+    legacy = load_transformer(save_transformer(gaussian, tmp_path / "legacy.skops"))
+    assert not hasattr(legacy["features"].named_transformers_["geo"], "kernel")
+    np.testing.assert_array_equal(transform(legacy, test_rows)[:, n_engineered : n_engineered + SMALL["n_clusters"]],
+                                  similarities)
+    assert fitted_statistics(legacy)["cluster_kernel"] == "gaussian"
+
+
+def test_unknown_kernel_is_refused(train):
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        fit_transformer(train, **SMALL, kernel="cosine")
 
 
 def test_missing_values_and_unknown_categories(fitted, test_rows):
@@ -146,6 +173,7 @@ def test_fitted_statistics_are_json(fitted):
     assert set(stats["imputer_medians"]) == set(NUMERIC_FEATURE_COLUMNS)
     assert list(stats["scaler_means"]) == list(ENGINEERED_COLUMNS)
     assert len(stats["cluster_centers_lat_lon"]) == SMALL["n_clusters"]
+    assert stats["cluster_kernel"] == "biweight"
     assert stats["ocean_proximity_categories"] == list(OCEAN_PROXIMITY_CATEGORIES)
     assert len(stats["output_features"]) == len(feature_names(fitted))
 

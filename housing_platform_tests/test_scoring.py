@@ -57,6 +57,35 @@ def test_fast_transform_equals_the_fitted_sklearn_transformer(models, champion_p
     assert scorer.n_features == len(features.feature_names(transformer))
 
 
+@pytest.mark.parametrize("kernel", ["biweight", "gaussian"])
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_both_cluster_kernels_are_ported(models, kernel, precision):
+    """The default biweight kernel and the Gaussian one (older versions) score like sklearn + Keras."""
+    import keras
+
+    from housing_platform import model as keras_model
+
+    transformer = features.fit_transformer(models.train, n_clusters=12, gamma=30.0, n_init=1, kernel=kernel)
+    n_features = len(features.feature_names(transformer))
+    config = keras_model.TrainingConfig(hidden_units=(16, 8))
+    keras.utils.set_random_seed(7)
+    network = keras_model._with_inverse_target(
+        keras_model.build_network(n_features, config), n_features, config, 200_000.0, 100_000.0
+    )
+    scorer = scoring.FastScorer.from_objects(transformer, network, precision=precision)
+    test = models.test
+    expected = keras_model.predict(network, features.transform(transformer, test), config)
+
+    assert scorer.cluster_kernel == kernel
+    np.testing.assert_allclose(scorer.transform(test), transformer.transform(test[list(FEATURE_COLUMNS)]),
+                               rtol=1e-9, atol=1e-12)
+    threaded = scorer.score_arrays(scorer.numeric_matrix(test), scorer.category_codes(test[CATEGORICAL_COLUMN]),
+                                   threads=2)
+    # An untrained network predicts some rows near $0, where Keras's float32 output is quantised at
+    # ~$0.03 (the $200k offset of the inverse target transform): hence the small absolute tolerance.
+    np.testing.assert_allclose(threaded, expected, rtol=scoring.SKEW_RTOL, atol=1e-6 * np.abs(expected).max())
+
+
 def test_missing_bedrooms_and_unknown_category_score_like_the_pyfunc(models, champion_pyfunc):
     frame = models.test.head(50)[list(FEATURE_COLUMNS)].copy()
     frame.loc[frame.index[:10], "total_bedrooms"] = np.nan
@@ -101,7 +130,8 @@ def test_verify_refuses_a_fast_path_that_disagrees_with_the_pyfunc(champion_pyfu
     tampered = scoring.FastScorer(
         **{
             **{f: getattr(scorer, f) for f in ("imputer_medians", "scaler_means", "scaler_scales",
-                                               "cluster_centers", "cluster_gamma", "categories", "feature_ranges")},
+                                               "cluster_centers", "cluster_gamma", "categories", "feature_ranges",
+                                               "cluster_kernel")},
             "layers": [*scorer.layers[:-1], scoring.DenseLayer(last.kernel * 1.001, last.bias * 1.001, last.post)],
         }
     )
