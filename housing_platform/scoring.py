@@ -924,7 +924,7 @@ def score_frame(scorer: FastScorer, frame: pd.DataFrame, model_version: str, thr
         rows = np.flatnonzero(valid) if not valid.all() else slice(None)
         threads = threads if threads is not None else min(4, os.cpu_count() or 1)
         predictions[rows] = scorer.score_arrays(numeric[rows], scorer.category_codes(categories[rows]), threads=threads)
-    out = frame.copy()
+    out = frame.copy(deep=False)  # new columns go to the copy only; the input columns are not duplicated
     out[PREDICTION_COLUMN] = predictions
     out[MODEL_VERSION_COLUMN] = str(model_version)
     out[OUT_OF_RANGE_COLUMN] = scorer.out_of_range({CATEGORICAL_COLUMN: categories}, numeric=numeric)

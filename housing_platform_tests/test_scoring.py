@@ -250,7 +250,9 @@ def test_score_frame_keeps_rejected_rows_unscored_with_their_rules(models):
     frame.loc[4, CATEGORICAL_COLUMN] = "MARS"
     frame.loc[5, "total_rooms"] = 10_000_000.0  # valid, but far beyond the training range
 
+    columns_before = list(frame.columns)
     scored = scoring.score_frame(scorer, frame, "1")
+    assert list(frame.columns) == columns_before  # the caller's frame gains no columns
 
     assert scored[scoring.MODEL_VERSION_COLUMN].eq("1").all()
     assert np.isnan(scored.loc[[3, 4], scoring.PREDICTION_COLUMN]).all()

@@ -123,8 +123,8 @@ def fitted_transformer(
 ) -> dg.Output[dict]:
     """The scikit-learn preprocessing, fit on the **train split only** and saved with skops.
 
-    Median imputation of `total_bedrooms`, engineered per-household ratios and logs, RBF similarity
-    to k-means centres of (latitude, longitude), standard scaling and one-hot `ocean_proximity`
+    Median imputation of `total_bedrooms`, engineered per-household ratios and logs, biweight-kernel similarity
+    to 100 k-means centres of (latitude, longitude), standard scaling and one-hot `ocean_proximity`
     (unknown categories ignored). Every feature can be computed from one request, so the server
     applies exactly this. The value is a JSON pointer to the `.skops` file (never a pickle).
     """
