@@ -396,11 +396,7 @@ class FastScorer:
 
     @classmethod
     def from_objects(
-        cls,
-        transformer,
-        network,
-        feature_ranges: dict | None = None,
-        precision: str = "float64",
+        cls, transformer, network, feature_ranges: dict | None = None, precision: str = "float64"
     ) -> FastScorer:
         """From a fitted ``features`` pipeline and the Keras network (which maps features to dollars)."""
         from housing_platform.features import ENGINEERED_COLUMNS, fitted_statistics
@@ -425,10 +421,7 @@ class FastScorer:
     def from_python_model(cls, python_model, precision: str = "float64") -> FastScorer:
         """From a loaded ``HousingPriceModel`` (``pyfunc.unwrap_python_model()``)."""
         return cls.from_objects(
-            python_model.transformer,
-            python_model.network,
-            getattr(python_model, "feature_ranges", None),
-            precision,
+            python_model.transformer, python_model.network, getattr(python_model, "feature_ranges", None), precision
         )
 
     def with_precision(self, precision: str) -> FastScorer:
@@ -507,7 +500,7 @@ class FastScorer:
         """
         numeric = self._imputed(numeric)
         dtype = self._dtype
-        hidden = self._engineered(numeric).astype(dtype) @ self._engineered_kernel
+        hidden = self._engineered(numeric).astype(dtype, copy=False) @ self._engineered_kernel
         if len(self.cluster_centers):
             hidden += self._similarities(numeric, dtype) @ self._geo_kernel
         hidden += self._category_rows[codes]  # code -1 (unknown: all-zero one-hot) picks the bias alone
