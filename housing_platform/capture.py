@@ -40,7 +40,7 @@ import uuid
 import weakref
 import zlib
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -576,6 +576,30 @@ def _existing_ids(conn, table: Table, request_ids: set[str]) -> set[str]:
 _WAKE = object()  # put on the queue by flush()/close() so a waiting writer thread looks up at once
 
 
+class _DeferredRecords:
+    """The records of one request, built on first use — by the writer thread, off the request path."""
+
+    __slots__ = ("_build", "_records")
+
+    def __init__(self, build: Callable[[], Sequence[CaptureRecord]]):
+        self._build = build
+        self._records: Sequence[CaptureRecord] | None = None
+
+    def record(self, index: int) -> CaptureRecord:
+        if self._records is None:  # only the writer thread gets here (or close(), once it has stopped)
+            self._records = self._build()
+        return self._records[index]
+
+
+@dataclass(frozen=True, slots=True)
+class _DeferredRow:
+    """A queue item standing for row ``index`` of a request submitted with ``submit_deferred``."""
+
+    request_id: str
+    records: _DeferredRecords
+    index: int
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureWriterStats:
     """A snapshot of a writer's counters (all counts are rows, cumulative since start)."""
@@ -654,6 +678,7 @@ class CaptureWriter:
         self._next_retry = 0.0
         self._flush_waiters = 0
         self._closing = threading.Event()
+        self._nudged = threading.Event()  # set by flush()/close(): stop collecting, write now
         self._close_deadline = math.inf
         self._close_result: bool | None = None
         self._last_drop_log = -math.inf
@@ -741,6 +766,19 @@ class CaptureWriter:
             records = (records,)
         elif not isinstance(records, list | tuple):
             records = list(records)
+        return self._enqueue(records)
+
+    def submit_deferred(self, request_ids: Sequence[str], build: Callable[[], Sequence[CaptureRecord]]) -> int:
+        """Like :meth:`submit`, but the records are built later, by the writer thread.
+
+        ``build()`` must return the records of ``request_ids``, in that order. The caller pays only
+        for queueing the ids; building (flags, conversions) happens while the caller serves the next
+        request. A ``build`` that raises loses its rows, counted as ``rejected`` and logged.
+        """
+        records = _DeferredRecords(build)
+        return self._enqueue([_DeferredRow(rid, records, i) for i, rid in enumerate(request_ids)])
+
+    def _enqueue(self, records: Sequence[CaptureRecord | _DeferredRow]) -> int:
         if self._threshold < SAMPLING_BUCKETS:
             threshold = self._threshold
             kept = [r for r in records if zlib.crc32(r.request_id.encode()) % SAMPLING_BUCKETS < threshold]
@@ -844,6 +882,7 @@ class CaptureWriter:
         self.close(self._exit_flush_seconds)
 
     def _wake(self) -> None:
+        self._nudged.set()
         try:
             self._queue.put_nowait(_WAKE)
         except queue.Full:
@@ -890,13 +929,14 @@ class CaptureWriter:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
+                # Sleep rather than block on the queue: a blocked get() would wake this thread, and
+                # take the GIL from the event loop, for every single row a request submits.
+                self._nudged.wait(remaining)
+                self._nudged.clear()
+                continue
             if item is not _WAKE:
                 batch.append(item)
-        return batch
+        return self._materialized(batch)
 
     def _drain_queue(self, limit: float) -> list[CaptureRecord]:
         rows: list[CaptureRecord] = []
@@ -907,7 +947,26 @@ class CaptureWriter:
                 break
             if item is not _WAKE:
                 rows.append(item)
-        return rows
+        return self._materialized(rows)
+
+    def _materialized(self, items: list) -> list[CaptureRecord]:
+        """Queue items as records: deferred rows are built here, in the writer thread."""
+        if not any(type(item) is _DeferredRow for item in items):
+            return items
+        records, failed = [], []
+        for item in items:
+            if type(item) is not _DeferredRow:
+                records.append(item)
+                continue
+            try:
+                records.append(item.records.record(item.index))
+            except Exception:  # a bug in a request's record builder must not stop capturing
+                if not failed:
+                    logger.exception("capture writer: building the record of request %s failed", item.request_id)
+                failed.append(item)
+        if failed:
+            self._settle(failed, written=False, rejected=True)
+        return records
 
     def _store_or_buffer(self, batch: list[CaptureRecord]) -> None:
         remainder = self._attempt(batch)

@@ -136,6 +136,48 @@ def test_batched_writes_land_with_exact_counts_and_values(sqlite_store, writers)
     assert list(frame.columns[2:11]) == list(FEATURE_COLUMNS)
 
 
+def test_deferred_records_are_built_by_the_writer_thread_and_written_exactly(sqlite_store, writers):
+    writer = CaptureWriter(sqlite_store, batch_size=50, max_wait_seconds=0.02)
+    writers.append(writer)
+    records = make_records(120)
+    built_in: list[str] = []
+
+    def builder(rows):
+        def build():
+            built_in.append(threading.current_thread().name)
+            return rows
+        return build
+
+    for i in range(0, 120, 3):  # single- and few-row requests, as the server's event loop submits them
+        rows = records[i : i + 3]
+        assert writer.submit_deferred([r.request_id for r in rows], builder(rows)) == 3
+
+    assert writer.flush(timeout=10)
+    assert (writer.written, writer.dropped, writer.rejected) == (120, 0, 0)
+    assert len(built_in) == 40 and set(built_in) == {"capture-writer"}  # once per request, off the caller
+    stored = sqlite_store.read_captures().set_index("request_id")
+    assert set(stored.index) == {r.request_id for r in records}
+    assert stored.loc[records[7].request_id, "prediction"] == pytest.approx(records[7].prediction)
+
+
+def test_a_deferred_builder_that_fails_loses_only_its_rows_counted_as_rejected(sqlite_store, writers):
+    writer = CaptureWriter(sqlite_store, max_wait_seconds=0.02)
+    writers.append(writer)
+    good, bad = make_records(4), make_records(2)
+
+    def broken():
+        raise RuntimeError("bug in a record builder")
+
+    writer.submit_deferred([r.request_id for r in good[:2]], lambda: good[:2])
+    writer.submit_deferred([r.request_id for r in bad], broken)
+    writer.submit(good[2:])
+
+    assert writer.flush(timeout=5)
+    assert (writer.written, writer.rejected, writer.dropped) == (4, 2, 0)
+    assert writer.pending_among(r.request_id for r in good + bad) == set()
+    assert sqlite_store.count_captures() == 4
+
+
 def test_sqlite_store_runs_in_wal_mode_with_a_busy_timeout(sqlite_store, tmp_path):
     sqlite_store.ensure_schema()
     with sqlite_store.engine.connect() as conn:

@@ -7,9 +7,11 @@ Requests with more than ``inline_rows`` rows are parsed and scored in a worker t
 10,000-row request does not stall the small ones queued behind it on the event loop.
 
 Capture runs *after* the response is written (a callback scheduled on the event loop, or a worker
-thread for large requests): building the capture records and queueing them on the
-:class:`~housing_platform.capture.CaptureWriter` costs the client nothing, and the writer thread does
-the database work. A counter of captures not yet queued lets ``/v1/feedback`` wait for them, so
+thread for large requests). On the event loop only the request ids are queued
+(:meth:`~housing_platform.capture.CaptureWriter.submit_deferred`): the writer thread builds the
+records (training-range flags included) and does the database work while the loop serves the next
+request — at concurrency 1 the client's next request would otherwise wait for that work (~0.2 ms on
+a 2-core machine). A counter of captures not yet queued lets ``/v1/feedback`` wait for them, so
 feedback sent right after a prediction always finds its capture. At shutdown (SIGTERM) uvicorn
 finishes in-flight requests, the lifespan waits for scheduled captures, then closes the writer,
 which flushes every queued row.
@@ -196,7 +198,7 @@ class ServerState:
 
     def _capture_now(self, capture: tuple) -> None:
         try:
-            self.capture(*capture)
+            self.capture(*capture, deferred=True)
         except Exception:  # noqa: BLE001 - the response is sent; log the bug, keep serving
             logger.exception("capturing %d rows failed", len(capture[3]))
         finally:
@@ -226,11 +228,24 @@ class ServerState:
             else:
                 await asyncio.sleep(0.001)
 
-    def capture(self, served, instances, predictions, request_ids, latency_ms, captured_at) -> None:
-        """Build the capture records and queue them (never blocks; drops are counted by the writer)."""
+    def capture(self, served, instances, predictions, request_ids, latency_ms, captured_at, deferred=False) -> None:
+        """Queue the capture records (never blocks; drops are counted by the writer).
+
+        ``deferred``: only the request ids are queued here and the writer thread builds the records
+        (training-range flags and all) — used on the event loop, where at concurrency 1 the work
+        would otherwise delay the client's next request.
+        """
         writer = self.writer
         if writer is None:
             return
+        args = (served, instances, predictions, request_ids, latency_ms, captured_at)
+        if deferred:
+            writer.submit_deferred(request_ids, lambda: self._capture_records(*args))
+        else:
+            writer.submit(self._capture_records(*args))
+
+    def _capture_records(self, served, instances, predictions, request_ids, latency_ms, captured_at) -> list:
+        """The requests' rows as CaptureRecords, with training-range flags (also counted in /metrics)."""
         scorer = served.scorer
         flags = scorer.out_of_range({CATEGORICAL_COLUMN: instances.categories}, numeric=instances.numeric)
         columns = instances.numeric.T.tolist()
@@ -244,7 +259,6 @@ class ServerState:
                 request_ids, *columns, instances.categories, predictions.tolist(), flags
             )
         ]
-        writer.submit(records)
         flagged = [f for f in flags if f]
         if flagged:
             counts: dict[str, int] = {}
@@ -253,6 +267,7 @@ class ServerState:
                     counts[feature] = counts.get(feature, 0) + 1
             for feature, count in counts.items():
                 self.metrics.out_of_range.labels(feature).inc(count)
+        return records
 
 
 async def read_body(request: Request, limit: int) -> bytes:
