@@ -690,6 +690,11 @@ def _bound_arrays() -> tuple[np.ndarray, ...]:
 
 
 _LOW, _LOW_INCLUSIVE, _HIGH, _HIGH_INCLUSIVE, _NULLABLE = _bound_arrays()
+# The same bounds as inclusive, finite limits: low <= x <= high holds exactly for the values that pass
+# (an exclusive bound moves to the next float; an absent one to the largest finite float, so that
+# ±inf and NaN fall outside). One pass over the rows decides whether any rule needs a closer look.
+_LOW_OK = np.where(_LOW_INCLUSIVE, _LOW, np.nextafter(_LOW, np.inf)).clip(-np.finfo(np.float64).max, None)
+_HIGH_OK = np.where(_HIGH_INCLUSIVE, _HIGH, np.nextafter(_HIGH, -np.inf)).clip(None, np.finfo(np.float64).max)
 _CROSS_INDEX = tuple(
     (NUMERIC_FEATURE_COLUMNS.index(left), op, NUMERIC_FEATURE_COLUMNS.index(right)) for left, op, right in CROSS_RULES
 )
@@ -708,13 +713,15 @@ def check_rules(numeric: np.ndarray, categories) -> list[Violation]:
     checked at once; per-column detail is only worked out when something failed.
     """
     n = len(numeric)
-    with np.errstate(invalid="ignore"):
-        below = np.where(_LOW_INCLUSIVE, numeric < _LOW, numeric <= _LOW)
-        above = np.where(_HIGH_INCLUSIVE, numeric > _HIGH, numeric >= _HIGH)
-    null = np.isnan(numeric)
-    infinite = np.isinf(numeric)
     violations: list[Violation] = []
-    if (below | above | infinite | (null & ~_NULLABLE)).any():
+    with np.errstate(invalid="ignore"):
+        inside = (numeric >= _LOW_OK) & (numeric <= _HIGH_OK)
+    if not inside.all() and not (inside | (np.isnan(numeric) & _NULLABLE)).all():
+        with np.errstate(invalid="ignore"):
+            below = np.where(_LOW_INCLUSIVE, numeric < _LOW, numeric <= _LOW)
+            above = np.where(_HIGH_INCLUSIVE, numeric > _HIGH, numeric >= _HIGH)
+        null = np.isnan(numeric)
+        infinite = np.isinf(numeric)
         for j, name in enumerate(NUMERIC_FEATURE_COLUMNS):
             rule = COLUMN_RULES[name]
             if not rule.nullable:
@@ -897,29 +904,58 @@ def read_districts(path) -> pd.DataFrame:
     return frame
 
 
+# Rows per part in score_frame: each part is checked, scored and flagged by one thread.
+BATCH_PART_ROWS = 65_536
+
+
 def score_frame(scorer: FastScorer, frame: pd.DataFrame, model_version: str, threads: int | None = None) -> pd.DataFrame:
     """The input rows plus ``prediction`` (USD), ``model_version``, ``out_of_range`` and ``rejected_rules``.
 
     Rows breaking a schema rule are not scored (``prediction`` NaN, the rules in ``rejected_rules``);
     the others go through the fast path. Numbers that are not numbers (text in a numeric column)
     count as missing, and are then rejected by the ``not null`` rule where the schema demands a value.
+    Large inputs are processed in parts of :data:`BATCH_PART_ROWS` rows — rule checks, scoring and
+    training-range flags together — on ``threads`` threads (numpy releases the GIL).
     """
-    numeric = np.empty((len(frame), len(NUMERIC_FEATURE_COLUMNS)))
+    n = len(frame)
+    numeric = np.empty((n, len(NUMERIC_FEATURE_COLUMNS)))
     for j, name in enumerate(NUMERIC_FEATURE_COLUMNS):
         numeric[:, j] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     categories = frame[CATEGORICAL_COLUMN].to_numpy(dtype=object)
-    violations = check_rules(numeric, categories)
-    valid = np.ones(len(frame), dtype=bool)
-    for violation in violations:
-        valid[violation.rows] = False
-    predictions = np.full(len(frame), np.nan)
-    if valid.any():
-        rows = np.flatnonzero(valid) if not valid.all() else slice(None)
-        threads = threads if threads is not None else min(4, os.cpu_count() or 1)
-        predictions[rows] = scorer.score_arrays(numeric[rows], scorer.category_codes(categories[rows]), threads=threads)
+    predictions = np.full(n, np.nan)
+    flags = np.full(n, "", dtype=object)
+    rejected = np.full(n, "", dtype=object)
+
+    def run(start: int) -> None:
+        part = slice(start, min(start + BATCH_PART_ROWS, n))
+        part_numeric, part_categories = numeric[part], categories[part]
+        violations = check_rules(part_numeric, part_categories)
+        valid = np.ones(len(part_numeric), dtype=bool)
+        for violation in violations:
+            valid[violation.rows] = False
+        if violations:
+            rejected[part] = rejected_rules_per_row(violations, len(part_numeric))
+        if valid.any():
+            rows = np.flatnonzero(valid) if not valid.all() else slice(None)
+            codes = scorer.category_codes(part_categories[rows])
+            predictions[part][rows] = scorer.score_arrays(part_numeric[rows], codes)
+        flags[part] = scorer.out_of_range({CATEGORICAL_COLUMN: part_categories}, numeric=part_numeric)
+
+    threads = threads if threads is not None else min(4, os.cpu_count() or 1)
+    starts = range(0, n, BATCH_PART_ROWS)
+    if threads <= 1 or n <= BATCH_PART_ROWS:
+        for start in starts:
+            run(start)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, starts))
     out = frame.copy(deep=False)  # new columns go to the copy only; the input columns are not duplicated
     out[PREDICTION_COLUMN] = predictions
     out[MODEL_VERSION_COLUMN] = str(model_version)
-    out[OUT_OF_RANGE_COLUMN] = scorer.out_of_range({CATEGORICAL_COLUMN: categories}, numeric=numeric)
-    out[REJECTED_COLUMN] = rejected_rules_per_row(violations, len(frame)) if violations else ""
+    out[OUT_OF_RANGE_COLUMN] = flags
+    out[REJECTED_COLUMN] = rejected
     return out

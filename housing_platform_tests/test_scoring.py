@@ -238,6 +238,44 @@ def test_check_rules_rejects_exactly_the_rows_pandera_quarantines(models):
                                             "'ISLAND']", "total_bedrooms <= total_rooms", "households <= population"}
 
 
+def test_values_on_and_next_to_every_bound_are_judged_like_pandera():
+    """The one-pass pre-check (inclusive limits moved to the next float) decides exactly as the rules."""
+    from housing_platform.schema import EXAMPLE_DISTRICT, HousingDistricts
+
+    rows = []
+    for name, rule in scoring.COLUMN_RULES.items():
+        if name == CATEGORICAL_COLUMN:
+            continue
+        for bound in (rule.minimum, rule.maximum):
+            if bound is not None:
+                for value in (np.nextafter(bound, -np.inf), bound, np.nextafter(bound, np.inf)):
+                    rows.append({**EXAMPLE_DISTRICT, name: float(value)})
+        rows += [{**EXAMPLE_DISTRICT, name: v} for v in (np.inf, -np.inf, np.nan)]
+    frame = pd.DataFrame(rows)
+    frame["median_house_value"] = 200_000.0
+    # Keep the cross-column rules out of the way (they are not what this test is about): no bedroom
+    # count beside a tiny room count, households no more than population.
+    small_rooms = frame["total_rooms"] < frame["total_bedrooms"]
+    frame.loc[small_rooms, "total_bedrooms"] = np.nan
+    frame["households"] = frame["households"].where(frame["households"] <= frame["population"], frame["population"])
+    numeric = frame[list(NUMERIC_FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    categories = frame[CATEGORICAL_COLUMN].to_numpy(dtype=object)
+
+    # One row at a time, as the server sees single-row requests: the pre-check alone decides then.
+    rejected = [i for i in range(len(frame)) if scoring.check_rules(numeric[i : i + 1], categories[i : i + 1])]
+    expected = []
+    for i, row in frame.iterrows():
+        try:
+            HousingDistricts.validate(pd.DataFrame([row]))
+        except Exception:  # noqa: BLE001 - pandera raises SchemaError(s); any failure means "rejected"
+            expected.append(i)
+        else:
+            if np.isinf(numeric[i]).any():  # +inf where pandera has no upper bound: refused as "finite"
+                expected.append(i)
+    assert rejected == expected
+    assert len(rejected) > len(frame) / 3  # the test really exercises failures (inf, NaN, beyond bounds)
+
+
 def test_missing_bedrooms_pass_the_rules_and_cross_rule():
     numeric = np.array([[-122.2, 37.9, 41.0, 880.0, np.nan, 322.0, 126.0, 8.3]])
     assert scoring.check_rules(numeric, ["NEAR BAY"]) == []
@@ -262,6 +300,30 @@ def test_score_frame_keeps_rejected_rows_unscored_with_their_rules(models):
     np.testing.assert_allclose(valid[scoring.PREDICTION_COLUMN], scorer.score(frame.drop(index=[3, 4])), rtol=1e-12)
     assert "total_rooms" in scored.loc[5, scoring.OUT_OF_RANGE_COLUMN].split(",")
     assert (valid.drop(index=5)[scoring.REJECTED_COLUMN] == "").all()
+
+
+def test_score_frame_in_parts_on_threads_equals_one_part(models, monkeypatch):
+    """Rules, scores, flags and rejections land on the right rows whichever thread scored their part."""
+    scorer = models.scorer(models.versions[0]).with_precision(scoring.BATCH_PRECISION)
+    frame = pd.concat([models.test] * 2, ignore_index=True)[list(FEATURE_COLUMNS)]
+    broken = [5, 1_234, 4_500, 8_000]  # in different parts
+    frame.loc[broken[0], "total_rooms"] = -5.0
+    frame.loc[broken[1], CATEGORICAL_COLUMN] = "MARS"
+    frame.loc[broken[2], "latitude"] = np.nan
+    frame.loc[broken[3], "households"] = frame.loc[broken[3], "population"] * 2
+    frame.loc[3_333, "median_income"] = 15.9  # valid, beyond the training range
+
+    whole = scoring.score_frame(scorer, frame, "1", threads=1)
+    monkeypatch.setattr(scoring, "BATCH_PART_ROWS", 1_000)
+    parts = scoring.score_frame(scorer, frame, "1", threads=2)
+
+    pd.testing.assert_frame_equal(parts, whole)
+    assert np.flatnonzero(np.isnan(parts[scoring.PREDICTION_COLUMN].to_numpy())).tolist() == broken
+    assert (parts.loc[broken, scoring.REJECTED_COLUMN] != "").all()
+    assert "median_income" in parts.loc[3_333, scoring.OUT_OF_RANGE_COLUMN]
+    # float32 matrix products round a little differently for differently shaped blocks: 1e-6, not 1e-12.
+    np.testing.assert_allclose(parts[scoring.PREDICTION_COLUMN].drop(index=broken),
+                               scorer.score(frame.drop(index=broken)), rtol=1e-6)
 
 
 def test_model_reference_parses_alias_and_version_uris():
