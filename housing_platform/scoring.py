@@ -480,16 +480,7 @@ class FastScorer:
             stop = min(start + CHUNK_ROWS, n)
             out[start:stop] = self._score(numeric[start:stop], codes[start:stop])
 
-        if threads <= 1:
-            for start in starts:
-                run(start)
-            return out
-        from concurrent.futures import ThreadPoolExecutor
-
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-            list(pool.map(run, starts))
+        _run_parts(run, starts, threads)
         return out
 
     def _score(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -583,6 +574,21 @@ class FastScorer:
         for i, hits in zip(rows.tolist(), matrix[rows].tolist()):
             result[i] = ",".join(name for name, hit in zip(names, hits) if hit)
         return result
+
+
+def _run_parts(run, starts: range, threads: int) -> None:
+    """``run(start)`` for every start: in order on one thread, or on ``threads`` threads, each with
+    single-threaded BLAS (numpy releases the GIL; BLAS threads on top would oversubscribe the cores)."""
+    if threads <= 1 or len(starts) <= 1:
+        for start in starts:
+            run(start)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, starts))
 
 
 def _as_float_array(values) -> np.ndarray:
@@ -943,16 +949,7 @@ def score_frame(scorer: FastScorer, frame: pd.DataFrame, model_version: str, thr
 
     threads = threads if threads is not None else min(4, os.cpu_count() or 1)
     starts = range(0, n, BATCH_PART_ROWS)
-    if threads <= 1 or n <= BATCH_PART_ROWS:
-        for start in starts:
-            run(start)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-            list(pool.map(run, starts))
+    _run_parts(run, starts, threads)
     out = frame.copy(deep=False)  # new columns go to the copy only; the input columns are not duplicated
     out[PREDICTION_COLUMN] = predictions
     out[MODEL_VERSION_COLUMN] = str(model_version)
