@@ -579,15 +579,22 @@ _WAKE = object()  # put on the queue by flush()/close() so a waiting writer thre
 class _DeferredRecords:
     """The records of one request, built on first use — by the writer thread, off the request path."""
 
-    __slots__ = ("_build", "_records")
+    __slots__ = ("_build", "_records", "_error")
 
     def __init__(self, build: Callable[[], Sequence[CaptureRecord]]):
         self._build = build
         self._records: Sequence[CaptureRecord] | None = None
+        self._error: Exception | None = None
 
     def record(self, index: int) -> CaptureRecord:
         if self._records is None:  # only the writer thread gets here (or close(), once it has stopped)
-            self._records = self._build()
+            if self._error is not None:  # built once: a failing builder is not re-run for each of its rows
+                raise self._error
+            try:
+                self._records = self._build()
+            except Exception as error:
+                self._error = error
+                raise
         return self._records[index]
 
 

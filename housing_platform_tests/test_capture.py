@@ -165,7 +165,10 @@ def test_a_deferred_builder_that_fails_loses_only_its_rows_counted_as_rejected(s
     writers.append(writer)
     good, bad = make_records(4), make_records(2)
 
+    calls = []
+
     def broken():
+        calls.append(1)
         raise RuntimeError("bug in a record builder")
 
     writer.submit_deferred([r.request_id for r in good[:2]], lambda: good[:2])
@@ -175,6 +178,7 @@ def test_a_deferred_builder_that_fails_loses_only_its_rows_counted_as_rejected(s
     assert writer.flush(timeout=5)
     assert (writer.written, writer.rejected, writer.dropped) == (4, 2, 0)
     assert writer.pending_among(r.request_id for r in good + bad) == set()
+    assert len(calls) == 1  # tried once for the request, not once per row
     assert sqlite_store.count_captures() == 4
 
 
