@@ -1,4 +1,4 @@
-"""Batch scoring throughput: the fast path (``housing_platform.scoring``) vs the registered pyfunc.
+"""Batch scoring throughput: the fast path (``housing_platform.scoring.scorer``) vs the registered pyfunc.
 
     .venv/bin/python benchmarks/batch.py [--rows 1000000] [--model-uri models:/housing_price_model@champion]
         [--pyfunc-rows 200000]
@@ -8,7 +8,7 @@ timed. Measured on the same rows, in one run:
 
 * ``fast path, float64, 1 thread`` — :meth:`FastScorer.score_arrays` as the server runs it;
 * ``fast path, float32, 1 thread`` and ``..., N threads`` — the batch configuration
-  (:data:`housing_platform.scoring.BATCH_PRECISION`, chunks scored in parallel threads);
+  (:data:`housing_platform.scoring.scorer.BATCH_PRECISION`, chunks scored in parallel threads);
 * ``score_frame`` — what ``batch_predictions`` and ``housing-platform score`` do end to end in
   memory: rule checks, training-range flags, scoring and the output DataFrame;
 * ``registered pyfunc`` — ``mlflow.pyfunc.load_model(...).predict`` (sklearn transform + Keras) on
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from serving import benchmark_model  # noqa: E402  (benchmarks/serving.py)
 
-from housing_platform.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS  # noqa: E402
-from housing_platform.settings import DEFAULT_DATA_PATH  # noqa: E402
+from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS  # noqa: E402
+from housing_platform.config.settings import DEFAULT_DATA_PATH  # noqa: E402
 
 
 def districts(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -76,7 +76,7 @@ def main() -> int:
 
     import mlflow
 
-    from housing_platform import scoring
+    from housing_platform.scoring import scorer as scoring
 
     model = benchmark_model(args.model_uri)
     print(f"model: {model.note}")

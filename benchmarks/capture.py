@@ -25,8 +25,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from housing_platform.capture import CaptureRecord, CaptureStore, CaptureWriter
-from housing_platform.schema import EXAMPLE_DISTRICT
+from housing_platform.adapters.capture.store import CaptureRecord, CaptureStore, CaptureWriter
+from housing_platform.core.schema import EXAMPLE_DISTRICT
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 FEATURES = dict(EXAMPLE_DISTRICT)

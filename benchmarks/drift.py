@@ -5,11 +5,11 @@
     .venv/bin/python benchmarks/drift.py --sections 3  # only the million-row timing
 
 Data: the validated California table, split here by a seeded permutation into 80 % "train" and 20 %
-"held-out" (a stand-in for the platform's real split, which lives in ``housing_platform.splits``). The
+"held-out" (a stand-in for the platform's real split, which lives in ``housing_platform.core.splits``). The
 reference is 5,000 train rows; the current traffic is drawn from the disjoint held-out rows by
-:func:`housing_platform.scenarios.make_scenario`. The prediction is a stand-in — a least-squares line
+:func:`housing_platform.devtools.scenarios.make_scenario`. The prediction is a stand-in — a least-squares line
 of the price on ``median_income`` fitted on train — computed from the (shifted) features of each table,
-as the served model would; :mod:`housing_platform.drift` does not care where predictions come from.
+as the served model would; :mod:`housing_platform.core.drift` does not care where predictions come from.
 
 Tables printed:
 
@@ -37,11 +37,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from housing_platform.drift import DriftConfig, compute_drift
-from housing_platform.scenarios import EXPECTED_DETECTION, SCENARIOS, make_scenario
-from housing_platform.schema import TARGET_COLUMN
-from housing_platform.settings import DEFAULT_DATA_PATH
-from housing_platform.validation import read_housing_csv, validate_housing_frame
+from housing_platform.core.drift import DriftConfig, compute_drift
+from housing_platform.devtools.scenarios import EXPECTED_DETECTION, SCENARIOS, make_scenario
+from housing_platform.core.schema import TARGET_COLUMN
+from housing_platform.config.settings import DEFAULT_DATA_PATH
+from housing_platform.core.validation import read_housing_csv, validate_housing_frame
 
 REFERENCE_ROWS = 5_000
 MILLION = 1_000_000

@@ -17,17 +17,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from housing_platform.evaluation import (  # noqa: E402
+from housing_platform.core.evaluation import (  # noqa: E402
     baseline_predictions,
     regression_metrics,
     slice_metrics,
     write_plots,
 )
-from housing_platform.features import feature_names, fit_transformer, transform  # noqa: E402
-from housing_platform.model import TrainingConfig, predict, train_model  # noqa: E402
-from housing_platform.schema import TARGET_COLUMN  # noqa: E402
-from housing_platform.splits import split_frame  # noqa: E402
-from housing_platform.validation import read_housing_csv, validate_housing_frame  # noqa: E402
+from housing_platform.core.features import feature_names, fit_transformer, transform  # noqa: E402
+from housing_platform.core.model import TrainingConfig, predict, train_model  # noqa: E402
+from housing_platform.core.schema import TARGET_COLUMN  # noqa: E402
+from housing_platform.core.splits import split_frame  # noqa: E402
+from housing_platform.core.validation import read_housing_csv, validate_housing_frame  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "california_housing.csv"
 

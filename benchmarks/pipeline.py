@@ -19,9 +19,9 @@ SCRIPT = """
 import os, sys, time, json
 started = time.perf_counter()
 import dagster as dg
-from housing_platform import loop
-from housing_platform.definitions import build_definitions
-from housing_platform.settings import HousingSettings
+from housing_platform.devtools import loop
+from housing_platform.defs.definitions import build_definitions
+from housing_platform.config.settings import HousingSettings
 defs = build_definitions(HousingSettings.from_env())
 with dg.instance_for_test() as instance:
     result = loop.train(defs, instance, {"loggers": {"console": {"config": {"log_level": "ERROR"}}}})

@@ -23,7 +23,7 @@ Measured, for each server:
 
 The two servers' predictions for the same 1,000 rows are compared first (same version → same
 numbers, to 1e-5). If the state folder has no version behind ``--model-uri``, a throwaway registry
-with a freshly trained small model is built first (``housing_platform_tests.serving_fixtures``).
+with a freshly trained small model is built first (``housing_platform.devtools.tiny_models``).
 The load generator shares the machine's cores with the server: compare ratios, not absolutes.
 """
 
@@ -49,8 +49,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from housing_platform.schema import FEATURE_COLUMNS  # noqa: E402
-from housing_platform.settings import DEFAULT_DATA_PATH, HousingSettings, disable_telemetry  # noqa: E402
+from housing_platform.core.schema import FEATURE_COLUMNS  # noqa: E402
+from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings, disable_telemetry  # noqa: E402
 
 disable_telemetry()
 
@@ -76,8 +76,8 @@ class BenchmarkModel:
 
 def benchmark_model(model_uri: str) -> BenchmarkModel:
     """The version behind ``model_uri`` in the state folder, or a freshly built throwaway one."""
-    from housing_platform.registry import ModelRegistry
-    from housing_platform.scoring import ModelReference, ScoringError, resolve_version
+    from housing_platform.adapters.mlflow_registry import ModelRegistry
+    from housing_platform.scoring.scorer import ModelReference, ScoringError, resolve_version
 
     settings = HousingSettings.from_env()
     reference = ModelReference.parse(model_uri)
@@ -91,7 +91,7 @@ def benchmark_model(model_uri: str) -> BenchmarkModel:
         except ScoringError:
             pass
     print(f"no version behind {model_uri} in {settings.home}: building a throwaway one (~30 s)...", flush=True)
-    from housing_platform_tests.serving_fixtures import registered_models
+    from housing_platform.devtools.tiny_models import registered_models
 
     built = registered_models()
     return BenchmarkModel(built.model_name, built.versions[0], built.tracking_uri, built.artifact_root,
@@ -268,7 +268,7 @@ def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -
     def ours(name: str, sample_percent: int) -> None:
         port = free_port()
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "housing_platform.cli", "serve", "--model-uri", model.uri, "--port", str(port),
+            [sys.executable, "-m", "housing_platform.cli.main", "serve", "--model-uri", model.uri, "--port", str(port),
              "--poll-interval-seconds", "0", "--capture-sample-percent", str(sample_percent), "--log-level", "warning"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         ))

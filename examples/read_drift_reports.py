@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from housing_platform.definitions import build_definitions
+    from housing_platform.defs.definitions import build_definitions
 
     defs = build_definitions()  # from the environment now, like `dagster dev` would
     keys = week_partition_keys(args.end, args.days)

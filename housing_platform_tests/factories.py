@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from housing_platform.schema import ALL_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, TARGET_COLUMN
+from housing_platform.core.schema import ALL_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, TARGET_COLUMN
 
 
 def make_districts(

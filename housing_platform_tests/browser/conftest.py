@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from housing_platform.settings import PROJECT_ROOT, HousingSettings
+from housing_platform.config.settings import PROJECT_ROOT, HousingSettings
 
 SCREENSHOT_DIR = PROJECT_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
@@ -109,10 +109,10 @@ def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_
     """
     import dagster as dg
 
-    from housing_platform import loop
-    from housing_platform.definitions import build_definitions
-    from housing_platform.sensors import today_partition_key
-    from housing_platform.simulator import simulate
+    from housing_platform.devtools import loop
+    from housing_platform.defs.definitions import build_definitions
+    from housing_platform.defs.sensors import today_partition_key
+    from housing_platform.devtools.simulator import simulate
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -159,10 +159,10 @@ def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_
 
 
 class DagsterWebserver:
-    """`dagster-webserver -m housing_platform.definitions` on a free loopback port, serving ``settings``' instance."""
+    """`dagster-webserver -m housing_platform.defs.definitions` on a free loopback port, serving ``settings``' instance."""
 
     def __init__(self, settings: HousingSettings, port: int | None = None, log_path: Path | None = None):
-        from housing_platform.loop import free_port
+        from housing_platform.devtools.loop import free_port
 
         self.settings = settings
         self.port = port or free_port()
@@ -180,7 +180,7 @@ class DagsterWebserver:
         }
         command = [
             str(Path(sys.executable).parent / "dagster-webserver"),
-            "-m", "housing_platform.definitions", "-h", "127.0.0.1", "-p", str(self.port),
+            "-m", "housing_platform.defs.definitions", "-h", "127.0.0.1", "-p", str(self.port),
         ]
         self._log = self.log_path.open("ab")
         # A process group of its own: the webserver starts a code-server child that must stop with it.

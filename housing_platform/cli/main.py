@@ -1,0 +1,328 @@
+"""`housing-platform`: the command line of the platform.
+
+Subcommands import what they need lazily, so `housing-platform validate` answers in a second and
+never pays for TensorFlow or Dagster.
+
+Exit codes of `validate`: 0 the file passes the gate, 1 it does not, 2 it cannot be read at all.
+Exit codes of `serve`: 0 stopped cleanly (Ctrl-C / SIGTERM, captures flushed), 1 the server failed
+(port in use, captures lost at shutdown), 2 invalid arguments (e.g. a malformed model URI).
+Exit codes of `score`: 0 the output was written (rows breaking a schema rule are kept, unscored, with
+their rules in `rejected_rules`), 1 no model could be loaded, 2 the input cannot be read or the output
+cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_UNREADABLE = 0, 1, 2
+
+
+def _print_rule_table(rows: list[dict], out=None) -> None:
+    out = out or sys.stdout
+    headers = ["rule", "column", "failing", "examples"]
+    table = [[str(r["rule"]), str(r["column"]), f"{r['failing_count']:,}", str(r["examples"])] for r in rows]
+    widths = [min(max(len(h), *(len(row[i]) for row in table)), 64) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in table:
+        print("  ".join(cell[:64].ljust(w) for cell, w in zip(row, widths)), file=out)
+
+
+def command_validate(args: argparse.Namespace) -> int:
+    from housing_platform.core.validation import (
+        StructuralValidationError,
+        UnreadableDataError,
+        evaluate_gate,
+        read_housing_csv,
+        validate_housing_frame,
+    )
+
+    try:
+        frame = read_housing_csv(args.path)
+    except UnreadableDataError as error:
+        print(f"error: cannot read {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        outcome = validate_housing_frame(frame)
+    except StructuralValidationError as error:
+        print(f"{args.path}: FAILED — structural problems, no row can be trusted\n")
+        _print_rule_table(error.failures.to_dict("records"))
+        return EXIT_GATE_FAILED
+
+    print(f"{args.path}: {outcome.input_rows:,} rows, {len(outcome.valid):,} valid, {len(outcome.quarantine):,} quarantined")
+    if outcome.extra_columns:
+        print(f"ignored columns not in the schema: {', '.join(outcome.extra_columns)}")
+    if len(outcome.summary):
+        print("\nrow-level rule failures:")
+        _print_rule_table(outcome.summary.to_dict("records"))
+    gate = evaluate_gate(
+        outcome,
+        max_quarantine_share=args.max_quarantine_share,
+        max_duplicate_share=args.max_duplicate_share,
+        min_rows=args.min_rows,
+    )
+    print("\ngate:")
+    for result in gate:
+        print(f"  {'PASS' if result.passed else 'FAIL'}  {result.name}: {result.description}")
+    passed = all(result.passed for result in gate)
+    print(f"\n{args.path}: {'PASSED' if passed else 'FAILED'} the data gate")
+    return EXIT_OK if passed else EXIT_GATE_FAILED
+
+
+def command_init(args: argparse.Namespace) -> int:
+    from housing_platform.config.settings import HousingSettings
+
+    from housing_platform.config.profiles import PRODUCTION, active_profile
+
+    settings = HousingSettings.from_env()
+    if active_profile() == PRODUCTION:
+        from housing_platform.config.profiles import (
+            ProductionSettings,
+            ensure_production_databases,
+            write_production_dagster_yaml,
+        )
+
+        production = ProductionSettings.from_env(settings)
+        created = ensure_production_databases(production)
+        home = write_production_dagster_yaml(production)
+        print("profile:        production (PostgreSQL + S3)")
+        print(f"databases:      {', '.join(created) or 'already present'}")
+        print(f"DAGSTER_HOME:   {home} (dagster.yaml: PostgreSQL storage, telemetry off)")
+    else:
+        home = settings.ensure_dagster_home()
+        print("profile:        embedded (everything in the state folder)")
+        print(f"DAGSTER_HOME:   {home} (dagster.yaml: SQLite storage, telemetry off)")
+    print(f"state folder:   {settings.home}")
+    print(f"data file:      {settings.data_path}")
+    return EXIT_OK
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from housing_platform.devtools.demo import run_demo
+
+    return run_demo()
+
+
+def command_simulate(args: argparse.Namespace) -> int:
+    import httpx
+
+    from housing_platform.config.settings import HousingSettings
+    from housing_platform.devtools.simulator import simulate
+
+    data_path = args.data or HousingSettings.from_env().data_path
+    try:
+        result = simulate(
+            args.url, args.scenario, args.rows, data_path=data_path, feedback=args.feedback, seed=args.seed,
+            batch_size=args.batch_size,
+        )
+    except httpx.TransportError as error:
+        print(f"error: cannot reach the model server at {args.url}: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    print(result.describe())
+    for error in result.errors[:5]:
+        print(f"  {error}", file=sys.stderr)
+    return EXIT_OK if result.failed_requests == 0 else EXIT_GATE_FAILED
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from housing_platform.scoring.scorer import ModelReference, ScoringError
+
+    try:
+        ModelReference.parse(args.model_uri)
+    except ScoringError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if not 0 <= args.capture_sample_percent <= 100:
+        print("error: --capture-sample-percent must be between 0 and 100", file=sys.stderr)
+        return EXIT_UNREADABLE
+
+    import uvicorn
+
+    from housing_platform.server.app import create_app
+    from housing_platform.server.server_config import ServingConfig
+    from housing_platform.config.settings import HousingSettings, apply_process_defaults
+
+    settings = HousingSettings.from_env()
+    apply_process_defaults(settings)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServingConfig.from_settings(
+        settings,
+        model_uri=args.model_uri,
+        poll_interval_seconds=args.poll_interval_seconds,
+        capture_sample_percent=args.capture_sample_percent,
+        capture_queue_rows=args.capture_queue_rows,
+    )
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, loop="uvloop", http="httptools", access_log=False,
+            log_level=args.log_level, timeout_graceful_shutdown=config.shutdown_flush_seconds, lifespan="on",
+        )
+    )
+    # uvicorn handles SIGINT/SIGTERM (graceful shutdown: in-flight requests, then the capture flush)
+    # and re-raises the signal afterwards; with these handlers in place that re-raise is a no-op, so
+    # a requested stop ends with the exit code below instead of "killed by signal".
+    import signal
+
+    stop_requests: list[int] = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda received, frame: stop_requests.append(received))
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits with its own code when it cannot start (e.g. the port is taken)
+        return EXIT_GATE_FAILED
+    if not server.started:  # uvicorn has logged why
+        return EXIT_GATE_FAILED
+    writer = app.state.server.writer
+    if writer is not None and writer.stats().dropped:
+        print(f"warning: {writer.stats().dropped} capture rows were dropped", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def command_score(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from housing_platform.scoring.scorer import InputFileError, ScoringError, read_districts
+
+    try:
+        frame = read_districts(args.input)
+    except InputFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    output = Path(args.output)
+    if output.suffix.lower() not in (".parquet", ".csv"):
+        print(f"error: {output}: the output must end in .parquet or .csv", file=sys.stderr)
+        return EXIT_UNREADABLE
+
+    from housing_platform.adapters.mlflow_registry import ModelRegistry
+    from housing_platform.scoring.scorer import (
+        BATCH_PRECISION,
+        ModelReference,
+        load_fast_scorer,
+        resolve_version,
+        score_frame,
+    )
+    from housing_platform.config.settings import HousingSettings, apply_process_defaults
+
+    settings = HousingSettings.from_env()
+    apply_process_defaults(settings)
+    try:
+        reference = ModelReference.parse(args.model_uri)
+        registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, model_name=reference.name)
+        version = resolve_version(registry, reference)
+        scorer = load_fast_scorer(f"models:/{reference.name}/{version}", precision=BATCH_PRECISION)
+    except ScoringError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    started = time.perf_counter()
+    scored = score_frame(scorer, frame, version)
+    seconds = time.perf_counter() - started
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        scored.to_parquet(output, index=False) if output.suffix.lower() == ".parquet" else scored.to_csv(output, index=False)
+    except OSError as error:
+        print(f"error: cannot write {output}: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    rejected = int((scored["rejected_rules"] != "").sum())
+    print(
+        f"{args.input}: {len(scored):,} rows scored with {reference.name} version {version} in {seconds:.2f} s "
+        f"({len(scored) - rejected:,} predicted, {rejected:,} rejected by schema rules) -> {output}"
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="housing-platform",
+        description="House-price ML platform: validate data, serve and score models, simulate traffic.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a district CSV against the schema and the data gate",
+        description="Apply the training schema and gate to any CSV. Exit 0: passes; 1: fails; 2: unreadable.",
+    )
+    validate.add_argument("path", help="CSV file with the district columns")
+    validate.add_argument("--max-quarantine-share", type=float, default=0.01, help="default: 0.01")
+    validate.add_argument("--max-duplicate-share", type=float, default=0.01, help="default: 0.01")
+    validate.add_argument("--min-rows", type=int, default=1_000, help="default: 1000")
+    validate.set_defaults(handler=command_validate)
+
+    from housing_platform.devtools.scenarios import SCENARIOS
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="send scenario traffic (and feedback) from held-out districts to a running server",
+        description="Real HTTP requests to /v1/predict (and /v1/feedback with --feedback). "
+        "Exit 0: every request succeeded; 1: some failed; 2: the server is unreachable.",
+    )
+    simulate.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
+    simulate.add_argument("--scenario", choices=SCENARIOS, default="stable")
+    simulate.add_argument("--rows", type=int, default=1_000, help="districts to send")
+    simulate.add_argument("--feedback", action="store_true", help="also send the true values as feedback")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--batch-size", type=int, default=100, help="rows per request")
+    simulate.add_argument("--data", default=None, help="district CSV to draw from (default: HOUSING_DATA_PATH)")
+    simulate.set_defaults(handler=command_simulate)
+
+    from housing_platform.server.server_config import DEFAULT_MODEL_URI
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the model server (FastAPI on uvicorn) for the champion, with data capture",
+        description="Serve /v1/predict, /v1/feedback, /health, /ready, /metrics (docs at /docs). Follows the "
+        "alias of --model-uri and swaps versions without failing a request. Stop with Ctrl-C or SIGTERM: "
+        "captures are flushed. Exit 0: clean stop; 1: server failure or captures lost; 2: invalid arguments.",
+    )
+    serve.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=f"default: {DEFAULT_MODEL_URI}")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="default: 8080")
+    serve.add_argument("--poll-interval-seconds", type=float, default=10.0,
+                       help="how often the alias is checked for a new version; 0: never (default: 10)")
+    serve.add_argument("--capture-sample-percent", type=float, default=100.0,
+                       help="share of scored rows captured (default: 100)")
+    serve.add_argument("--capture-queue-rows", type=int, default=100_000,
+                       help="capture rows queued in memory before dropping (default: 100000)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=command_serve)
+
+    score = commands.add_parser(
+        "score",
+        help="score a CSV/Parquet of districts with the champion (the server's fast path) into Parquet/CSV",
+        description="Writes the input rows plus prediction, model_version, out_of_range and rejected_rules. "
+        "Exit 0: written; 1: no model could be loaded; 2: unreadable input or unwritable output.",
+    )
+    score.add_argument("input", help="CSV or Parquet file with the district feature columns")
+    score.add_argument("output", help="where to write the scored rows (.parquet or .csv)")
+    score.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=f"default: {DEFAULT_MODEL_URI}")
+    score.set_defaults(handler=command_score)
+
+    init = commands.add_parser("init", help="create the state folder and the Dagster instance config")
+    init.set_defaults(handler=command_init)
+
+    demo = commands.add_parser("demo", help="materialize the whole asset graph into the state folder and report")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

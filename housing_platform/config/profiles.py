@@ -1,0 +1,313 @@
+"""Deployment profiles: where the platform keeps its state, chosen by ``HOUSING_PROFILE``.
+
+* ``embedded`` (default): everything in the state folder (``HOUSING_HOME``): Dagster on SQLite,
+  MLflow on SQLite + local artifacts, the capture store on SQLite, asset values as local files.
+  :mod:`housing_platform.config.settings` describes it.
+* ``production``: the Dagster instance, MLflow tracking/registry and the capture store on
+  PostgreSQL; asset values and MLflow artifacts on S3 (AWS, or any S3 API such as MinIO through
+  ``HOUSING_S3_ENDPOINT_URL``). The state folder is still used for scratch files, quarantined rows
+  and reports.
+
+The first half is plain Python (pydantic, SQLAlchemy URL parsing, YAML): the CLI reads it to write
+``dagster.yaml`` and create the databases. Only :func:`production_resources` imports Dagster.
+
+No password is written anywhere by this module: ``HOUSING_POSTGRES_URL`` must not carry one (it is
+refused), ``HOUSING_POSTGRES_PASSWORD`` holds it, ``dagster.yaml`` refers to that variable by name,
+and :func:`apply_production_environment` hands it to libpq as ``PGPASSWORD`` for MLflow and the
+capture store, so neither the config file nor the resource config in the Dagster UI shows it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from housing_platform.config.settings import HousingSettings
+
+PROFILE_ENV = "HOUSING_PROFILE"
+EMBEDDED = "embedded"
+PRODUCTION = "production"
+PROFILES = (EMBEDDED, PRODUCTION)
+
+POSTGRES_URL_ENV = "HOUSING_POSTGRES_URL"
+POSTGRES_PASSWORD_ENV = "HOUSING_POSTGRES_PASSWORD"
+S3_BUCKET_ENV = "HOUSING_S3_BUCKET"
+S3_PREFIX_ENV = "HOUSING_S3_PREFIX"
+S3_ENDPOINT_ENV = "HOUSING_S3_ENDPOINT_URL"
+DEFAULT_S3_PREFIX = "housing"
+# MLflow and Dagster both keep an `alembic_version` table, so they cannot share one database.
+MLFLOW_DATABASE_SUFFIX = "_mlflow"
+EXAMPLE_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/housing"
+POSTGRES_DRIVER = "postgresql+psycopg2"
+
+PRODUCTION_DAGSTER_YAML_HEADER = """\
+# Written by housing_platform.config.profiles (HOUSING_PROFILE=production); rerun `housing-platform init`
+# instead of editing. Runs, event logs and schedules live in PostgreSQL; the password, if any, is
+# read from the environment variable named below and never stored in this file.
+"""
+
+
+class ProfileConfigurationError(ValueError):
+    """A profile environment variable is missing or breaks a rule; the message names both."""
+
+
+def active_profile(environ: Mapping[str, str] | None = None) -> str:
+    """``embedded`` or ``production``, from ``HOUSING_PROFILE`` (unset or empty means ``embedded``)."""
+    environ = os.environ if environ is None else environ
+    profile = (environ.get(PROFILE_ENV) or EMBEDDED).strip().lower()
+    if profile not in PROFILES:
+        raise ProfileConfigurationError(
+            f"{PROFILE_ENV} must be one of {', '.join(PROFILES)}; got {environ.get(PROFILE_ENV)!r}"
+        )
+    return profile
+
+
+class ProductionSettings(BaseModel):
+    """Where the production profile keeps its state. Build it with :meth:`from_env`."""
+
+    housing: HousingSettings = Field(description="State folder (scratch files, quarantine, reports) and data file.")
+    postgres_url: str = Field(description="PostgreSQL database of the Dagster instance, without password.")
+    postgres_password: SecretStr | None = Field(None, description="Password of the PostgreSQL user, if any.")
+    mlflow_tracking_uri: str = Field(description="MLflow tracking and registry store.")
+    mlflow_artifact_root: str = Field(description="Where MLflow experiments keep their artifacts.")
+    capture_url: str = Field(description="SQLAlchemy URL of the capture store.")
+    s3_bucket: str = Field(description="Bucket for asset values and MLflow artifacts.")
+    s3_prefix: str = Field(DEFAULT_S3_PREFIX, description="Key prefix inside the bucket, without slashes.")
+    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint (MinIO, moto); None means AWS.")
+    aws_region: str | None = Field(None, description="AWS region of the bucket.")
+
+    @classmethod
+    def from_env(
+        cls, housing: HousingSettings | None = None, environ: Mapping[str, str] | None = None
+    ) -> "ProductionSettings":
+        environ = os.environ if environ is None else environ
+        housing = housing or HousingSettings.from_env()
+        url = _postgres_url(environ.get(POSTGRES_URL_ENV, ""))
+        bucket = (environ.get(S3_BUCKET_ENV) or "").strip()
+        if not bucket or "/" in bucket:
+            raise ProfileConfigurationError(
+                f"{S3_BUCKET_ENV} must name a bucket (no slashes) when {PROFILE_ENV}=production; got {bucket!r}"
+            )
+        prefix = (environ.get(S3_PREFIX_ENV) or DEFAULT_S3_PREFIX).strip("/")
+        password = environ.get(POSTGRES_PASSWORD_ENV) or None
+        mlflow_url = url.set(database=f"{url.database}{MLFLOW_DATABASE_SUFFIX}")
+        return cls(
+            housing=housing,
+            postgres_url=_render(url),
+            postgres_password=SecretStr(password) if password else None,
+            # The same overrides as the embedded profile, so a separate MLflow server or capture
+            # database can still be chosen.
+            mlflow_tracking_uri=_normalised_override(environ.get("MLFLOW_TRACKING_URI")) or _render(mlflow_url),
+            mlflow_artifact_root=environ.get("HOUSING_MLFLOW_ARTIFACT_ROOT")
+            or _join_s3(bucket, prefix, "mlflow"),
+            capture_url=_normalised_override(environ.get("HOUSING_CAPTURE_URL")) or _render(url),
+            s3_bucket=bucket,
+            s3_prefix=prefix,
+            s3_endpoint_url=environ.get(S3_ENDPOINT_ENV) or None,
+            aws_region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
+        )
+
+    @property
+    def storage_prefix(self) -> str:
+        """Key prefix of the asset values, the S3 twin of ``<state>/storage``."""
+        return f"{self.s3_prefix}/storage" if self.s3_prefix else "storage"
+
+    @property
+    def storage_uri(self) -> str:
+        return f"s3://{self.s3_bucket}/{self.storage_prefix}"
+
+
+def _postgres_url(raw: str) -> URL:
+    raw = raw.strip()
+    if not raw:
+        raise ProfileConfigurationError(
+            f"{POSTGRES_URL_ENV} is required when {PROFILE_ENV}=production (e.g. {EXAMPLE_POSTGRES_URL})"
+        )
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ProfileConfigurationError(
+            f"{POSTGRES_URL_ENV} must be a URL like {EXAMPLE_POSTGRES_URL}; got {raw!r}"
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() != "postgresql":
+        raise ProfileConfigurationError(f"{POSTGRES_URL_ENV} must be a postgresql:// URL; got {shown!r}")
+    if url.password is not None:
+        raise ProfileConfigurationError(
+            f"{POSTGRES_URL_ENV} must not contain a password (it would end up in dagster.yaml and in the "
+            f"resource config shown by Dagster); put it in {POSTGRES_PASSWORD_ENV}; got {shown!r}"
+        )
+    if not url.host or not url.username or not url.database:
+        raise ProfileConfigurationError(
+            f"{POSTGRES_URL_ENV} must name a user, a host and a database (e.g. {EXAMPLE_POSTGRES_URL}); got {shown!r}"
+        )
+    return _with_installed_driver(url)
+
+
+def _with_installed_driver(url: URL) -> URL:
+    """Pin a bare ``postgresql://`` to psycopg2, the driver the platform installs.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg (version 3), which is not installed, so
+    Dagster, MLflow and the capture store would all fail to connect. A URL naming a driver is kept.
+    """
+    return url.set(drivername=POSTGRES_DRIVER) if url.drivername == "postgresql" else url
+
+
+def _normalised_override(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return _render(_with_installed_driver(make_url(raw)))
+    except ArgumentError:
+        return raw  # not a SQLAlchemy URL (e.g. an MLflow server's http:// address): passed on as is
+
+
+def _render(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def _join_s3(bucket: str, *parts: str) -> str:
+    return "s3://" + "/".join(part for part in (bucket, *parts) if part)
+
+
+# -- the Dagster instance ---------------------------------------------------------------------------
+def dagster_yaml_for_production(settings: ProductionSettings, dagster_home: str | Path) -> str:
+    """``dagster.yaml`` for the production profile: dagster-postgres storage, telemetry off.
+
+    Runs, event logs (materializations, check evaluations) and schedules all go to the database of
+    ``HOUSING_POSTGRES_URL``; query parameters of that URL (``sslmode=require`` ...) are passed on.
+    Compute logs and local artifacts stay under ``dagster_home``.
+    """
+    url = make_url(settings.postgres_url)
+    postgres_db: dict[str, Any] = {
+        "hostname": url.host,
+        "port": url.port or 5432,
+        "username": url.username,
+        "db_name": url.database,
+        "scheme": url.drivername,  # the SQLAlchemy driver, see _with_installed_driver
+    }
+    if settings.postgres_password is not None:
+        postgres_db["password"] = {"env": POSTGRES_PASSWORD_ENV}
+    if url.query:
+        postgres_db["params"] = {key: value for key, value in url.query.items()}
+    home = Path(dagster_home)
+    config = {
+        "storage": {"postgres": {"postgres_db": postgres_db}},
+        "local_artifact_storage": {
+            "module": "dagster._core.storage.root",
+            "class": "LocalArtifactStorage",
+            "config": {"base_dir": str(home)},
+        },
+        "compute_logs": {
+            "module": "dagster._core.storage.local_compute_log_manager",
+            "class": "LocalComputeLogManager",
+            "config": {"base_dir": str(home / "logs")},
+        },
+        "telemetry": {"enabled": False},
+        "nux": {"enabled": False},
+    }
+    return PRODUCTION_DAGSTER_YAML_HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def write_production_dagster_yaml(settings: ProductionSettings, dagster_home: str | Path | None = None) -> Path:
+    """Write :func:`dagster_yaml_for_production` to ``<dagster_home>/dagster.yaml``; return the folder.
+
+    ``dagster_home`` defaults to ``$HOUSING_HOME/dagster``, the folder the Makefile exports as
+    ``DAGSTER_HOME`` (as for the embedded profile). The file is rewritten only when it changes.
+    """
+    home = Path(dagster_home) if dagster_home is not None else settings.housing.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    content = dagster_yaml_for_production(settings, home)
+    if not config.exists() or config.read_text() != content:
+        config.write_text(content)
+    return home
+
+
+def ensure_production_databases(settings: ProductionSettings) -> list[str]:
+    """Create the PostgreSQL databases the profile names and that do not exist yet; return their names.
+
+    The Dagster database, the MLflow database (``<db>_mlflow`` by default) and the capture store's,
+    each created through the ``postgres`` maintenance database of its server. Tables are created by
+    Dagster, MLflow and the capture store themselves on first use.
+    """
+    from sqlalchemy import create_engine, text
+
+    created: list[str] = []
+    seen: set[tuple] = set()
+    for raw in (settings.postgres_url, settings.mlflow_tracking_uri, settings.capture_url):
+        try:
+            url = make_url(raw)
+        except ArgumentError:
+            continue  # e.g. an http:// MLflow tracking server: not ours to create
+        if url.get_backend_name() != "postgresql" or not url.database:
+            continue
+        server = (url.host, url.port, url.username, url.database)
+        if server in seen:
+            continue
+        seen.add(server)
+        if url.password is None and settings.postgres_password is not None:
+            url = url.set(password=settings.postgres_password.get_secret_value())
+        engine = create_engine(
+            url.set(database="postgres"), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10}
+        )
+        try:
+            with engine.connect() as conn:
+                exists = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+                ).scalar()
+                if not exists:
+                    quoted = engine.dialect.identifier_preparer.quote_identifier(url.database)
+                    conn.execute(text(f"CREATE DATABASE {quoted}"))
+                    created.append(url.database)
+        finally:
+            engine.dispose()
+    return created
+
+
+# -- the process and the Dagster resources ---------------------------------------------------------
+def apply_production_environment(settings: ProductionSettings) -> None:
+    """Set the variables the libraries read themselves, unless the user already set them.
+
+    * ``MLFLOW_S3_ENDPOINT_URL`` from ``HOUSING_S3_ENDPOINT_URL``: MLflow's S3 artifact store takes
+      its endpoint only from there, so without it artifacts would go to AWS instead of MinIO/moto.
+    * ``AWS_DEFAULT_REGION`` from ``AWS_REGION``, for boto3 clients that MLflow creates.
+    * ``PGPASSWORD`` from ``HOUSING_POSTGRES_PASSWORD``, for libpq connections whose URL has none
+      (MLflow and the capture store).
+
+    Call it in every process that uses the profile (``build_definitions`` does in the code location
+    and in run workers).
+    """
+    if settings.s3_endpoint_url:
+        os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", settings.s3_endpoint_url)
+    if settings.aws_region:
+        os.environ.setdefault("AWS_DEFAULT_REGION", settings.aws_region)
+    if settings.postgres_password is not None:
+        os.environ.setdefault("PGPASSWORD", settings.postgres_password.get_secret_value())
+
+
+def production_resources(settings: ProductionSettings) -> dict[str, Any]:
+    """The resource dict of ``Definitions`` for the production profile (same keys as the embedded one)."""
+    from dagster_aws.s3 import S3Resource
+
+    from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+    from housing_platform.defs.s3_storage import S3ParquetJsonIOManager
+
+    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
+    return {
+        "housing_state": HousingStateResource.from_settings(settings.housing),
+        "mlflow_tracking": MLflowResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.mlflow_artifact_root,
+            ui_url=settings.housing.mlflow_ui_url,
+        ),
+        "capture_store": CaptureStoreResource(url=settings.capture_url),
+        "io_manager": S3ParquetJsonIOManager(s3=s3, bucket=settings.s3_bucket, prefix=settings.storage_prefix),
+    }

@@ -1,0 +1,70 @@
+"""The single entry point of the Dagster code location: assets, checks, resources and executor.
+
+`dagster dev` (via `workspace.yaml`), `dagster asset materialize -m housing_platform.defs.definitions`
+and the tests all load `defs` from here. Resources are built from :class:`HousingSettings`, i.e.
+from the environment variables documented in the README, so the same code serves the embedded
+default and other profiles.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+from housing_platform.config.profiles import (
+    PRODUCTION,
+    ProductionSettings,
+    active_profile,
+    apply_production_environment,
+    production_resources,
+)
+from housing_platform.config.settings import HousingSettings, apply_process_defaults
+
+
+def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions:
+    settings = settings or HousingSettings.from_env()
+    apply_process_defaults(settings)
+    # Data versions on outputs are "beta" in Dagster 1.13 but are how staleness reaches the UI.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # Partitioned asset-check specs are "preview"; they are what ties a drift verdict to its day.
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+    # Imported after the process defaults so library telemetry and caches are set up first.
+    from housing_platform.defs import sensors
+    from housing_platform.defs.ingestion import assets as ingestion
+    from housing_platform.defs.monitoring import assets as monitoring
+    from housing_platform.defs.registry import assets as registry
+    from housing_platform.defs.serving import assets as serving
+    from housing_platform.defs.training import assets as training
+    from housing_platform.defs.io_manager import ParquetJsonIOManager
+    from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+
+    resources = {
+        "housing_state": HousingStateResource.from_settings(settings),
+        "mlflow_tracking": MLflowResource.from_settings(settings),
+        "capture_store": CaptureStoreResource.from_settings(settings),
+        "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
+    }
+    if active_profile() == PRODUCTION:
+        # PostgreSQL for Dagster, MLflow and captures; S3 for asset values and MLflow artifacts.
+        production = ProductionSettings.from_env(settings)
+        apply_production_environment(production)
+        resources = production_resources(production)
+
+    modules = [ingestion, training, registry, serving, monitoring]
+    return dg.Definitions(
+        # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
+        assets=[*dg.load_assets_from_modules(modules), serving.live_endpoint_captures],
+        asset_checks=dg.load_asset_checks_from_modules(modules),
+        jobs=[sensors.retraining_job, sensors.monitoring_job],
+        sensors=[sensors.retrain_on_drift],
+        schedules=[sensors.hourly_monitoring],
+        resources=resources,
+        # One process for the whole run: TensorFlow's import and the code location are paid once,
+        # not once per step as with the multiprocess executor (dagster-io/dagster#25780).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

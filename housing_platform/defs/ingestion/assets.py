@@ -1,0 +1,244 @@
+"""Ingestion: read the district CSV and pass it through the data gate.
+
+``raw_housing_data`` → ``validated_housing_data`` (with four blocking checks). Nothing downstream of
+the gate runs in a run where one of its checks fails.
+"""
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from housing_platform.defs.metadata import column_schema_metadata, markdown_table
+from housing_platform.defs.resources import HousingStateResource
+from housing_platform.core.validation import (
+    StructuralValidationError,
+    UnreadableDataError,
+    evaluate_gate,
+    read_housing_csv,
+    validate_housing_frame,
+)
+
+GROUP = "ingestion"
+OWNERS = ["team:ml-platform"]
+
+QUARANTINE_SHARE_CHECK = "quarantine_share_within_limit"
+DUPLICATE_SHARE_CHECK = "duplicate_share_within_limit"
+NULL_SHARE_CHECK = "null_share_within_allowance"
+ENOUGH_ROWS_CHECK = "enough_rows"
+VALIDATION_CHECKS = (QUARANTINE_SHARE_CHECK, DUPLICATE_SHARE_CHECK, NULL_SHARE_CHECK, ENOUGH_ROWS_CHECK)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "csv"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "ingestion"},
+)
+def raw_housing_data(context: dg.AssetExecutionContext, housing_state: HousingStateResource) -> dg.Output[pd.DataFrame]:
+    """The district CSV exactly as it is on disk: one row per 1990 California census block group.
+
+    Reads the file configured by `HOUSING_DATA_PATH` (default `data/california_housing.csv`) without
+    changing a value. Its **data version is the SHA-256 of the file**, so when the file changes, every
+    downstream asset shows as stale in the UI until it is rematerialized. Nothing is validated here;
+    see `validated_housing_data`.
+    """
+    path = Path(housing_state.data_path)
+    try:
+        frame = read_housing_csv(path)
+    except UnreadableDataError as error:
+        raise dg.Failure(description=f"Cannot read the district data: {error}", allow_retries=False) from None
+    sha = file_sha256(path)
+    context.log.info(f"Read {len(frame):,} rows × {frame.shape[1]} columns from {path} (sha256 {sha[:12]})")
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(sha),
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "sha256": sha,
+            "row_count": dg.MetadataValue.int(len(frame)),
+            "column_count": dg.MetadataValue.int(frame.shape[1]),
+            "preview": markdown_table(frame),
+            **column_schema_metadata(frame),
+        },
+    )
+
+
+class ValidationGateConfig(dg.Config):
+    """Limits of the data gate (shown in the launchpad)."""
+
+    max_quarantine_share: float = Field(0.01, description="Largest share of input rows that may be quarantined.")
+    max_duplicate_share: float = Field(0.01, description="Largest share of valid rows that may be exact duplicates.")
+    min_rows: int = Field(1_000, description="Fewest valid rows a model may be trained on.")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "pandera"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "ingestion"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            QUARANTINE_SHARE_CHECK,
+            asset="validated_housing_data",
+            blocking=True,
+            description="At most 1% (configurable) of input rows break a row-level schema rule.",
+        ),
+        dg.AssetCheckSpec(
+            DUPLICATE_SHARE_CHECK,
+            asset="validated_housing_data",
+            blocking=True,
+            description="At most 1% (configurable) of valid rows are exact duplicates of another row.",
+        ),
+        dg.AssetCheckSpec(
+            NULL_SHARE_CHECK,
+            asset="validated_housing_data",
+            blocking=True,
+            description="Each column's share of nulls in the input is within its allowance "
+            "(5% for total_bedrooms, none elsewhere).",
+        ),
+        dg.AssetCheckSpec(
+            ENOUGH_ROWS_CHECK,
+            asset="validated_housing_data",
+            blocking=True,
+            description="At least 1,000 (configurable) valid rows remain to train on.",
+        ),
+    ],
+)
+def validated_housing_data(
+    context: dg.AssetExecutionContext,
+    config: ValidationGateConfig,
+    housing_state: HousingStateResource,
+    raw_housing_data: pd.DataFrame,
+):
+    """District rows that pass the pandera schema `HousingDistricts`: the data gate.
+
+    Every rule lives in `housing_platform/core/schema.py` (the single source of truth, also used by the
+    serving API): required columns and types, coordinates inside California, positive counts,
+    `total_bedrooms <= total_rooms`, `households <= population`, `median_income` in (0, 16),
+    `median_house_value` in [10,000, 500,001], a known `ocean_proximity`, nulls only in
+    `total_bedrooms`. Validation is lazy, so every failure is reported at once.
+
+    * A **structural** failure (missing column, unparseable type) fails the materialization with a
+      message naming the column and rule.
+    * **Row-level** failures move the offending rows to a quarantine CSV under
+      `<state>/quarantine/`, each with the rules it broke; the valid rows flow on.
+
+    Four **blocking** checks follow; if one fails, nothing downstream runs in the same run.
+    """
+    try:
+        outcome = validate_housing_frame(raw_housing_data)
+    except StructuralValidationError as error:
+        raise dg.Failure(
+            description=str(error),
+            metadata={"failures": markdown_table(error.failures, rows=50)},
+            allow_retries=False,
+        ) from None
+
+    quarantine_path = None
+    if len(outcome.quarantine):
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        quarantine_path = housing_state.folder("quarantine") / f"validated_housing_data_{stamp}_{context.run.run_id[:8]}.csv"
+        outcome.quarantine.to_csv(quarantine_path, index=False)
+        context.log.warning(f"Quarantined {len(outcome.quarantine):,} rows → {quarantine_path}")
+    if outcome.extra_columns:
+        context.log.warning(f"Ignoring columns not in the schema: {', '.join(outcome.extra_columns)}")
+
+    context.log.info(f"{len(outcome.valid):,} valid rows, {len(outcome.quarantine):,} quarantined")
+    yield dg.Output(
+        outcome.valid,
+        metadata={
+            "row_count": dg.MetadataValue.int(len(outcome.valid)),
+            "quarantined_rows": dg.MetadataValue.int(len(outcome.quarantine)),
+            "quarantine_share": dg.MetadataValue.float(outcome.quarantine_share),
+            "quarantine_path": dg.MetadataValue.path(str(quarantine_path)) if quarantine_path else "none",
+            "failed_rules": markdown_table(outcome.summary, rows=50) if len(outcome.summary) else "none",
+            "quarantine_preview": markdown_table(outcome.quarantine) if len(outcome.quarantine) else "none",
+            "ignored_columns": ", ".join(outcome.extra_columns) or "none",
+            "preview": markdown_table(outcome.valid),
+            **column_schema_metadata(outcome.valid),
+        },
+    )
+
+    gate = evaluate_gate(
+        outcome,
+        max_quarantine_share=config.max_quarantine_share,
+        max_duplicate_share=config.max_duplicate_share,
+        min_rows=config.min_rows,
+    )
+    for result in gate:
+        yield dg.AssetCheckResult(
+            check_name=result.name,
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=result.description,
+            metadata={"value": dg.MetadataValue.float(result.value), "limit": dg.MetadataValue.float(result.limit)},
+        )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "matplotlib"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "ingestion"},
+)
+def housing_data_profile(
+    context: dg.AssetExecutionContext, housing_state: HousingStateResource, validated_housing_data: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """A profile of the validated districts to read before trusting a model trained on them.
+
+    Per column: count, nulls, mean, standard deviation, minimum, quartiles, maximum and the number of
+    distinct values (the one statistic of `ocean_proximity`). Three plots are embedded below and saved
+    under `<state>/reports/profile/<run id>/`: a histogram per column (note the caps at 500,001 USD
+    and 52 years), the Pearson and Spearman correlation of each feature and each `ocean_proximity`
+    category with `median_house_value` as a heatmap, and the districts on a map coloured by price.
+    The value is the statistics table: `defs.load_asset_value("housing_data_profile")`. The logic is
+    plain Python in `housing_platform/core/data_profile.py`.
+    """
+    # Imported here so loading the code location does not pay for matplotlib.
+    from housing_platform.core import data_profile as profiling
+    from housing_platform.defs.metadata import png_markdown
+
+    statistics = profiling.column_statistics(validated_housing_data)
+    correlations = profiling.target_correlations(validated_housing_data)
+    folder = housing_state.folder("reports", "profile", context.run.run_id)
+    plots = profiling.write_profile_plots(validated_housing_data, folder, correlations)
+    strongest = correlations.iloc[0] if len(correlations) else None
+    context.log.info(f"Profiled {len(validated_housing_data):,} rows; plots in {folder}")
+    return dg.Output(
+        statistics,
+        metadata={
+            "profiled_rows": dg.MetadataValue.int(len(validated_housing_data)),
+            "column_count": dg.MetadataValue.int(validated_housing_data.shape[1]),
+            "null_cells": dg.MetadataValue.int(int(statistics["nulls"].sum())),
+            "target_mean": dg.MetadataValue.float(float(validated_housing_data["median_house_value"].mean())),
+            "target_median": dg.MetadataValue.float(float(validated_housing_data["median_house_value"].median())),
+            "strongest_feature": str(strongest["feature"]) if strongest is not None else "none",
+            "strongest_pearson": dg.MetadataValue.float(float(strongest["pearson"]) if strongest is not None else float("nan")),
+            "statistics": markdown_table(statistics, rows=50),
+            "target_correlations": markdown_table(correlations, rows=50, floatfmt="+.3f"),
+            "plots": png_markdown(
+                {
+                    "Histograms": plots["histograms"],
+                    "Correlation with median_house_value": plots["target_correlation"],
+                    "Price by location": plots["location_price"],
+                }
+            ),
+            "plots_folder": dg.MetadataValue.path(str(folder)),
+            **column_schema_metadata(statistics),
+        },
+    )

@@ -1,0 +1,277 @@
+"""Monitoring: what the live endpoint saw each day, whether it drifted, and how good it was.
+
+Daily partitions. `inference_log` reads one UTC day of captures (with feedback) from the capture
+store; `drift_report` compares it with the training reference stored with the serving model version
+(Evidently); `live_model_performance` scores the served predictions against fed-back truth. Their
+checks are what the `retrain_on_drift` sensor watches.
+"""
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from housing_platform.core import drift
+from housing_platform.core import live_quality as monitoring
+from housing_platform.defs.metadata import column_schema_metadata, markdown_table
+from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+
+GROUP = "monitoring"
+OWNERS = ["team:ml-platform"]
+MONITORING_EXPERIMENT = "monitoring"
+DRIFT_CHECK = "no_feature_drift"
+QUALITY_CHECK = "no_quality_degradation"
+
+# Partitions start on a fixed day; end_offset=1 includes today, which the hourly schedule refreshes.
+MONITORING_START_DATE = os.environ.get("HOUSING_MONITORING_START_DATE", "2026-01-01")
+daily_partitions = dg.DailyPartitionsDefinition(start_date=MONITORING_START_DATE, end_offset=1, timezone="UTC")
+
+
+def _day_window(partition_key: str) -> tuple[datetime, datetime]:
+    start = datetime.strptime(partition_key, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "sqlalchemy"},
+    owners=OWNERS,
+    code_version="1",
+    partitions_def=daily_partitions,
+    tags={"stage": "monitoring"},
+    deps=["live_endpoint_captures"],
+)
+def inference_log(context: dg.AssetExecutionContext, capture_store: CaptureStoreResource) -> dg.Output[pd.DataFrame]:
+    """Every row the live endpoint scored on this UTC day, with the true value where feedback came back.
+
+    Read from the capture store the server writes to (SQLite in the state folder by default, any
+    SQLAlchemy URL via `HOUSING_CAPTURE_URL`): request id, timestamp, model version, the nine
+    features, prediction, latency, out-of-range flags, and `median_house_value` when labelled.
+    Metadata gives latency percentiles, the share of out-of-range rows, the model versions seen and
+    the labelled count, each plotted over partitions in the UI.
+    """
+    start, end = _day_window(context.partition_key)
+    store = capture_store.store()
+    try:
+        frame = store.read_captures(start, end, with_feedback=True)
+    finally:
+        store.dispose()
+    latency = monitoring.latency_percentiles(frame)
+    versions = sorted(frame["model_version"].astype(str).unique()) if len(frame) else []
+    labelled = len(monitoring.labelled(frame))
+    context.log.info(f"{context.partition_key}: {len(frame):,} captured rows, {labelled:,} labelled, versions {versions}")
+    # Timestamps as UTC-naive so the frame round-trips through Parquet on every engine.
+    stored = frame.assign(
+        **{c: frame[c].dt.tz_convert("UTC").dt.tz_localize(None) for c in ("captured_at", "feedback_received_at") if c in frame}
+    )
+    return dg.Output(
+        stored,
+        metadata={
+            "row_count": dg.MetadataValue.int(len(frame)),
+            "labelled_rows": dg.MetadataValue.int(labelled),
+            "latency_p50_ms": dg.MetadataValue.float(latency["p50"]),
+            "latency_p95_ms": dg.MetadataValue.float(latency["p95"]),
+            "latency_p99_ms": dg.MetadataValue.float(latency["p99"]),
+            "out_of_range_share": dg.MetadataValue.float(monitoring.out_of_range_share(frame)),
+            "model_versions": ", ".join(versions) or "none",
+            "preview": markdown_table(stored) if len(stored) else "no traffic",
+            **column_schema_metadata(stored),
+        },
+    )
+
+
+class DriftReportConfig(dg.Config):
+    """Drift thresholds (Evidently's defaults; see `housing_platform/core/drift.py`)."""
+
+    min_rows: int = Field(200, description="Below this many captured rows the verdict is 'insufficient data'.")
+    drift_share: float = Field(0.5, description="Share of drifted features that makes the whole dataset drift.")
+    key_features: list[str] = Field(["median_income"], description="Features whose drift alone fails the check.")
+    max_rows: int = Field(50_000, description="Larger days are compared on a seeded uniform sample of this size.")
+
+
+def _serving_version(frame: pd.DataFrame) -> str | None:
+    if frame.empty:
+        return None
+    return str(frame["model_version"].astype(str).value_counts().idxmax())
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"evidently", "mlflow"},
+    owners=OWNERS,
+    code_version="1",
+    partitions_def=daily_partitions,
+    tags={"stage": "monitoring"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            DRIFT_CHECK,
+            asset="drift_report",
+            # Evaluated per day, so the UI and the sensor can say which day drifted.
+            partitions_def=daily_partitions,
+            description="Fails on dataset drift (share of drifted features ≥ 0.5) or drift in a key feature "
+            "(median_income). Passes with 'insufficient data' on a quiet day. The `retrain_on_drift` "
+            "sensor launches retraining when it fails.",
+        )
+    ],
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    config: DriftReportConfig,
+    housing_state: HousingStateResource,
+    mlflow_tracking: MLflowResource,
+    inference_log: pd.DataFrame,
+):
+    """Evidently data-drift report: this day's traffic against the model's training reference.
+
+    The reference is the sample of training rows (features + the model's predictions) stored with
+    the model version that served most of the day's rows, so a drift report always compares traffic
+    with what *that* model learned from. Columns are compared with Evidently's distances (normed
+    Wasserstein for numbers, Jensen–Shannon for `ocean_proximity`, threshold 0.1), plus the
+    prediction. The HTML report is written to `<state>/reports/drift/<date>.html` (open it in a
+    browser) and logged to the MLflow `monitoring` experiment. The value is a tidy table
+    (column, method, score, threshold, drifted): `defs.load_asset_value("drift_report",
+    partition_key="2026-11-22")`.
+    """
+    date = context.partition_key
+    version = _serving_version(inference_log)
+    drift_config = drift.DriftConfig(
+        min_rows=config.min_rows,
+        drift_share=config.drift_share,
+        key_features=tuple(config.key_features),
+        max_rows=config.max_rows,
+    )
+    registry = mlflow_tracking.registry()
+    if version is None:
+        reference = None
+        champion = registry.champion()
+        version = champion.version if champion else None
+    if version is not None:
+        reference = registry.load_reference(version)
+    if reference is None:
+        raise dg.Failure(description="No registered model version and no traffic: there is nothing to compare yet.")
+
+    result = drift.compute_drift(reference, inference_log, drift_config)
+    reports = housing_state.folder("reports", "drift")
+    html_path, json_path = result.write_reports(reports / f"{date}.html", reports / f"{date}.json")
+
+    run_id = registry.start_run(
+        run_name=f"drift-{date}",
+        experiment=MONITORING_EXPERIMENT,
+        tags={"dagster.run_id": context.run.run_id, "partition": date, "model_version": str(version)},
+    )
+    registry.log_artifact(run_id, html_path, "drift")
+    registry.log_artifact(run_id, json_path, "drift")
+    registry.log_metrics(run_id, {"drifted_share": result.drifted_share, "current_rows": result.current_rows})
+    registry.end_run(run_id)
+
+    context.log.info(f"{date}: {result.verdict} — {result.reason}")
+    table = result.table.astype({"score": float, "threshold": float, "drifted": bool}) if len(result.table) else result.table
+    yield dg.Output(
+        pd.DataFrame(table, columns=list(drift.TABLE_COLUMNS)),
+        metadata={
+            "verdict": result.verdict,
+            "reason": result.reason,
+            "dataset_drift": result.dataset_drift,
+            "drifted_share": dg.MetadataValue.float(result.drifted_share),
+            "drifted_columns": ", ".join(result.drifted_columns) or "none",
+            "current_rows": dg.MetadataValue.int(result.current_rows),
+            "reference_model_version": str(version),
+            "drift_table": markdown_table(result.table, rows=20, floatfmt=".4f") if len(result.table) else "not computed",
+            "html_report": dg.MetadataValue.url(html_path.as_uri()),
+            "html_report_path": dg.MetadataValue.path(str(html_path)),
+            "json_report_path": dg.MetadataValue.path(str(json_path)),
+            "mlflow_run": dg.MetadataValue.url(registry.run_url(run_id)),
+        },
+    )
+    scores = {row.column: float(row.score) for row in result.table.itertuples()} if len(result.table) else {}
+    yield dg.AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        passed=result.check_passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{result.verdict}: {result.reason}",
+        metadata={
+            "verdict": result.verdict,
+            "drifted_columns": ", ".join(result.drifted_columns) or "none",
+            "key_feature_drift": ", ".join(result.key_feature_drift) or "none",
+            "drifted_share": dg.MetadataValue.float(result.drifted_share),
+            "scores": dg.MetadataValue.json(scores),
+            "current_rows": dg.MetadataValue.int(result.current_rows),
+        },
+    )
+
+
+class LivePerformanceConfig(dg.Config):
+    tolerance: float = Field(0.15, description="Allowed excess of live RMSE over the version's evaluation RMSE.")
+    min_labelled_rows: int = Field(100, description="Fewest labelled rows a version needs to be judged.")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "mlflow"},
+    owners=OWNERS,
+    code_version="1",
+    partitions_def=daily_partitions,
+    tags={"stage": "monitoring"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            QUALITY_CHECK,
+            asset="live_model_performance",
+            partitions_def=daily_partitions,
+            description="Fails when a model version's RMSE on labelled traffic exceeds its evaluation RMSE "
+            "by more than 15% (configurable), judged only with at least 100 labelled rows.",
+        )
+    ],
+)
+def live_model_performance(
+    context: dg.AssetExecutionContext,
+    config: LivePerformanceConfig,
+    mlflow_tracking: MLflowResource,
+    inference_log: pd.DataFrame,
+):
+    """How accurate the served predictions were, once the true values came back.
+
+    Feedback (`POST /v1/feedback`) is joined to captures by request id; for each model version that
+    served this day: scored and labelled row counts, live RMSE and MAE, and the version's RMSE at
+    evaluation time (its `test_rmse` registry tag) as the yardstick. The check fails when the live
+    RMSE is worse by more than the tolerance, which catches what feature drift cannot — e.g. prices
+    inflating while the features stay put.
+    """
+    registry = mlflow_tracking.registry()
+    versions = sorted(inference_log["model_version"].astype(str).unique()) if len(inference_log) else []
+    evaluation_rmse = {}
+    for version in versions:
+        try:
+            evaluation_rmse[version] = float(registry.get_version(version).tags.get("test_rmse", "nan"))
+        except Exception as error:  # a version deleted from the registry is reported, not fatal
+            context.log.warning(f"model version {version} not found in the registry: {error}")
+    performance = monitoring.live_performance(inference_log, evaluation_rmse)
+    verdict = monitoring.quality_verdict(performance, config.tolerance, config.min_labelled_rows)
+    context.log.info(verdict.description)
+    labelled = int(performance["labelled_rows"].sum()) if len(performance) else 0
+    overall = monitoring.live_performance(inference_log.assign(model_version="all"), {})
+    yield dg.Output(
+        performance,
+        metadata={
+            "labelled_rows": dg.MetadataValue.int(labelled),
+            "live_rmse": dg.MetadataValue.float(float(overall["rmse"].iloc[0]) if len(overall) else float("nan")),
+            "live_mae": dg.MetadataValue.float(float(overall["mae"].iloc[0]) if len(overall) else float("nan")),
+            "per_version": markdown_table(performance, rows=20, floatfmt=",.2f") if len(performance) else "no traffic",
+            **column_schema_metadata(performance),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=QUALITY_CHECK,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=verdict.description,
+        metadata={
+            "degraded_versions": ", ".join(verdict.degraded_versions) or "none",
+            "judged_versions": ", ".join(verdict.judged_versions) or "none",
+            "labelled_rows": dg.MetadataValue.int(labelled),
+            "rmse_by_version": dg.MetadataValue.json(
+                {r.model_version: r.rmse for r in performance.itertuples() if r.rmse == r.rmse}
+            ),
+        },
+    )

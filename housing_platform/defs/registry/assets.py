@@ -1,0 +1,123 @@
+"""Registry: the version that passed the gate, registered in MLflow and made the champion."""
+
+import tempfile
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from housing_platform.core import features
+from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, PREVIOUS_ALIAS, git_commit, model_artifacts
+from housing_platform.defs.resources import MLflowResource
+from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
+from housing_platform.core.splits import SPLIT_COLUMN
+
+GROUP = "registry"
+OWNERS = ["team:ml-platform"]
+REFERENCE_PREDICTION_COLUMN = "prediction"
+
+
+class RegistrationConfig(dg.Config):
+    reference_rows: int = Field(5_000, description="Train rows stored with the version as the drift reference.")
+    promote: bool = Field(True, description="Move the `champion` alias to the new version (it passed the gate).")
+
+
+def _data_version(context: dg.AssetExecutionContext, asset: str) -> str:
+    record = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if record is None or record.asset_materialization is None:
+        return "unknown"
+    return record.asset_materialization.tags.get("dagster/data_version", "unknown")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"mlflow"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "registry"},
+)
+def registered_model_version(
+    context: dg.AssetExecutionContext,
+    config: RegistrationConfig,
+    mlflow_tracking: MLflowResource,
+    housing_splits: pd.DataFrame,
+    fitted_transformer: dict,
+    trained_model: dict,
+    evaluation_report: dict,
+) -> dg.Output[dict]:
+    """The candidate, registered as a new version of `housing_price_model` and made the `champion`.
+
+    Runs only when every blocking gate check on `evaluation_report` passed. Logs ONE MLflow pyfunc
+    model *from code* that bundles the skops transformer and the `.keras` network (loading it
+    unpickles nothing, and every consumer applies identical preprocessing), with signature, input
+    example and pinned pip requirements. The version is tagged with its lineage: Dagster run id,
+    data version of `raw_housing_data`, git commit, metrics and file hashes. The `champion` alias
+    moves to it and the replaced champion becomes `previous` (roll back by moving `champion` back).
+    A sample of training rows with the model's predictions is stored with the run as the drift
+    reference. Load the champion anywhere with
+    `mlflow.pyfunc.load_model("models:/housing_price_model@champion")`.
+    """
+    from housing_platform.core import model as keras_model
+
+    registry = mlflow_tracking.registry()
+    train = housing_splits[housing_splits[SPLIT_COLUMN] == "train"]
+    reference = train.sample(n=min(config.reference_rows, len(train)), random_state=0).reset_index(drop=True)
+    transformer = features.load_transformer(fitted_transformer["path"])
+    network = keras_model.load_model(trained_model["path"])
+    training_config = keras_model.TrainingConfig(**trained_model["config"])
+    reference[REFERENCE_PREDICTION_COLUMN] = keras_model.predict(
+        network, features.transform(transformer, reference), training_config
+    )
+
+    input_example = reference[list(FEATURE_COLUMNS)].head(5)
+    metrics = evaluation_report["metrics"]
+    tags = {
+        "dagster_run_id": context.run.run_id,
+        "raw_housing_data_version": _data_version(context, "raw_housing_data"),
+        "git_commit": git_commit(),
+        "model_sha256": trained_model["sha256"],
+        "transformer_sha256": fitted_transformer["sha256"],
+        **{f"test_{name}": f"{value:.6g}" for name, value in metrics.items()},
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        version = registry.log_and_register(
+            run_id=trained_model["mlflow_run_id"],
+            artifacts=model_artifacts(
+                folder, fitted_transformer["path"], trained_model["path"], trained_model["config"], train
+            ),
+            input_example=input_example,
+            predictions_example=np.asarray(reference[REFERENCE_PREDICTION_COLUMN].head(5), dtype=np.float64),
+            tags=tags,
+            reference=reference[[*FEATURE_COLUMNS, TARGET_COLUMN, REFERENCE_PREDICTION_COLUMN]],
+        )
+    previous = registry.promote(version.version) if config.promote else None
+    aliases = registry.aliases_of(version.version)
+    context.log.info(
+        f"registered {version.model_uri} (aliases: {', '.join(aliases) or 'none'}); "
+        f"previous champion: {previous.version if previous else 'none'}"
+    )
+    return dg.Output(
+        {
+            "name": version.name,
+            "version": version.version,
+            "model_uri": version.model_uri,
+            "run_id": version.run_id,
+            "aliases": aliases,
+            "previous_champion": previous.version if previous else None,
+            "tags": tags,
+        },
+        metadata={
+            "version": dg.MetadataValue.int(int(version.version)),
+            "model_uri": version.model_uri,
+            "champion_uri": f"models:/{version.name}@{CHAMPION_ALIAS}",
+            "aliases": ", ".join(aliases) or "none",
+            f"{PREVIOUS_ALIAS}_version": previous.version if previous else "none",
+            "test_rmse": dg.MetadataValue.float(metrics["rmse"]),
+            "mlflow_version_page": dg.MetadataValue.url(registry.version_url(version.version)),
+            "mlflow_run": dg.MetadataValue.url(registry.run_url(version.run_id)),
+            "git_commit": tags["git_commit"],
+            "raw_housing_data_version": tags["raw_housing_data_version"],
+            "reference_rows": dg.MetadataValue.int(len(reference)),
+        },
+    )

@@ -1,0 +1,439 @@
+"""Training: split → fitted transformer → trained Keras model → evaluation report (the gate).
+
+Each asset is a thin shell: the work is done by plain modules (`splits`, `features`, `model`,
+`evaluation`, `gate`) that the server and notebooks import too. Files (skops transformer, `.keras`
+network, plots) go to `<state>/artifacts/<kind>/<run id>.*`, so a new run never overwrites what an
+earlier version was trained from; asset values are small JSON documents pointing at them.
+"""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+from threadpoolctl import threadpool_limits
+
+from housing_platform.core import evaluation
+from housing_platform.core import features
+from housing_platform.core import model_gate as gate
+from housing_platform.core import live_quality as monitoring
+from housing_platform.core import splits
+from housing_platform.defs.metadata import column_schema_metadata, markdown_table, png_markdown
+from housing_platform.adapters.mlflow_registry import sha256_of
+from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
+from housing_platform.core.validation import validate_housing_frame
+
+GROUP = "training"
+OWNERS = ["team:ml-platform"]
+
+
+def _frames(housing_splits: pd.DataFrame) -> splits.Splits:
+    parts = {name: housing_splits[housing_splits[splits.SPLIT_COLUMN] == name].drop(columns=splits.SPLIT_COLUMN)
+             for name in splits.SPLIT_NAMES}
+    return splits.Splits(**{name: frame.reset_index(drop=True) for name, frame in parts.items()})
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "sqlalchemy"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "training"},
+)
+def training_data(
+    context: dg.AssetExecutionContext, capture_store: CaptureStoreResource, validated_housing_data: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """What the model learns from: the validated districts plus labelled live traffic.
+
+    Live traffic becomes training data once its true value has come back through
+    `POST /v1/feedback`: the captured features with the fed-back `median_house_value`, validated by the
+    same pandera schema as the base data (rows that break a rule are left out and counted). This is
+    how a retraining triggered by drift learns the new regime. The `source` column says where each
+    row came from; metadata counts rows per source.
+    """
+    store = capture_store.store()
+    try:
+        captured = store.read_captures(with_feedback=True)
+    finally:
+        store.dispose()
+    labelled = monitoring.labelled_training_rows(captured)
+    rejected = 0
+    if len(labelled):
+        outcome = validate_housing_frame(labelled)
+        rejected = len(outcome.quarantine)
+        labelled = outcome.valid
+    frame = pd.concat(
+        [validated_housing_data.assign(source="base"), labelled.assign(source="feedback")], ignore_index=True
+    )
+    context.log.info(f"{len(validated_housing_data):,} base rows + {len(labelled):,} labelled captures ({rejected} rejected)")
+    return dg.Output(
+        frame,
+        metadata={
+            "row_count": dg.MetadataValue.int(len(frame)),
+            "base_rows": dg.MetadataValue.int(len(validated_housing_data)),
+            "feedback_rows": dg.MetadataValue.int(len(labelled)),
+            "feedback_rows_rejected": dg.MetadataValue.int(rejected),
+            **column_schema_metadata(frame),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "training"},
+)
+def housing_splits(context: dg.AssetExecutionContext, training_data: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    """The training data, each row labelled `train`, `validation` or `test` by a stable hash.
+
+    A row's split is decided by a hash of its feature values (TFX-style hash buckets): 20% test, 10%
+    validation (early stopping), 70% train. Appending rows never moves an existing row between
+    splits, so the test set of a retrained model still contains every row the champion was tested on.
+    Load it with `defs.load_asset_value("housing_splits")` and filter on the `split` column.
+    """
+    frame = training_data.copy()
+    frame[splits.SPLIT_COLUMN] = splits.assign_split(frame).to_numpy()
+    sizes = frame[splits.SPLIT_COLUMN].value_counts()
+    target_mean = frame.groupby(splits.SPLIT_COLUMN)[TARGET_COLUMN].mean()
+    context.log.info(f"split sizes: {sizes.to_dict()}")
+    return dg.Output(
+        frame,
+        metadata={
+            **{f"{name}_rows": dg.MetadataValue.int(int(sizes.get(name, 0))) for name in splits.SPLIT_NAMES},
+            **{
+                f"{name}_target_mean": dg.MetadataValue.float(float(target_mean.get(name, np.nan)))
+                for name in splits.SPLIT_NAMES
+            },
+            "test_share": dg.MetadataValue.float(float(sizes.get("test", 0) / max(len(frame), 1))),
+            **column_schema_metadata(frame),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"sklearn"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "training"},
+)
+def fitted_transformer(
+    context: dg.AssetExecutionContext, housing_state: HousingStateResource, housing_splits: pd.DataFrame
+) -> dg.Output[dict]:
+    """The scikit-learn preprocessing, fit on the **train split only** and saved with skops.
+
+    Median imputation of `total_bedrooms`, engineered per-household ratios and logs, biweight-kernel similarity
+    to 100 k-means centres of (latitude, longitude), standard scaling and one-hot `ocean_proximity`
+    (unknown categories ignored). Every feature can be computed from one request, so the server
+    applies exactly this. The value is a JSON pointer to the `.skops` file (never a pickle).
+    """
+    train = _frames(housing_splits).train
+    transformer = features.fit_transformer(train)
+    path = housing_state.folder("artifacts", "transformers") / f"{context.run.run_id}.skops"
+    features.save_transformer(transformer, path)
+    statistics = features.fitted_statistics(transformer)
+    names = features.feature_names(transformer)
+    medians = pd.DataFrame(
+        {
+            "column": list(statistics["imputer_medians"]),
+            "train_median": list(statistics["imputer_medians"].values()),
+        }
+    )
+    scaling = pd.DataFrame(
+        {
+            "feature": list(statistics["scaler_means"]),
+            "train_mean": list(statistics["scaler_means"].values()),
+            "train_std": list(statistics["scaler_scales"].values()),
+        }
+    )
+    return dg.Output(
+        {"path": str(path), "sha256": sha256_of(path), "feature_names": names, "fit_rows": len(train)},
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "output_features": dg.MetadataValue.int(len(names)),
+            "feature_names": ", ".join(names),
+            "fit_rows": dg.MetadataValue.int(len(train)),
+            "imputation_medians": markdown_table(medians, rows=50),
+            "scaling": markdown_table(scaling, rows=50),
+        },
+    )
+
+
+def _default(name: str):
+    """Launchpad defaults come from `model.TrainingConfig`, the one place the tuned values live."""
+
+    def factory():
+        from housing_platform.core.model import TrainingConfig
+
+        value = getattr(TrainingConfig(), name)
+        return list(value) if isinstance(value, tuple) else value
+
+    return factory
+
+
+class TrainingRunConfig(dg.Config):
+    """Hyper-parameters of the network (the defaults meet the quality target)."""
+
+    hidden_units: list[int] = Field(default_factory=_default("hidden_units"), description="Units per hidden Dense layer.")
+    activation: str = Field(default_factory=_default("activation"), description="Hidden-layer activation.")
+    dropout: float = Field(default_factory=_default("dropout"), description="Dropout after each hidden layer.")
+    learning_rate: float = Field(default_factory=_default("learning_rate"), description="Adam's initial learning rate.")
+    epochs: int = Field(default_factory=_default("epochs"), description="Maximum epochs; early stopping ends sooner.")
+    batch_size: int = Field(default_factory=_default("batch_size"), description="Rows per gradient step.")
+    patience: int = Field(default_factory=_default("patience"), description="Flat validation epochs before stopping.")
+    reduce_lr_patience: int = Field(
+        default_factory=_default("reduce_lr_patience"), description="Flat epochs before halving the learning rate."
+    )
+    target_transform: str = Field(
+        default_factory=_default("target_transform"), description="'log', 'scale' or 'none' (target during training)."
+    )
+    clip_predictions: bool = Field(
+        default_factory=_default("clip_predictions"), description="Clip predictions to [0, 500,001]."
+    )
+    seed: int = Field(default_factory=_default("seed"), description="Seed of weights and shuffling.")
+
+    def to_training_config(self):
+        from housing_platform.core.model import TrainingConfig
+
+        return TrainingConfig(**self.model_dump())
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"tensorflow", "keras", "mlflow"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "training"},
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingRunConfig,
+    housing_state: HousingStateResource,
+    mlflow_tracking: MLflowResource,
+    housing_splits: pd.DataFrame,
+    fitted_transformer: dict,
+) -> dg.Output[dict]:
+    """A TensorFlow Keras Sequential regression network, trained deterministically.
+
+    Trained on the train split with early stopping on the validation split; seeded with op
+    determinism, so the same data and config give the same weights. Every epoch is logged here and
+    to an MLflow run (one run per training, named after the Dagster run), with the loss curves as a
+    plot. Saved in Keras's native `.keras` format. Hyper-parameters are run config.
+    """
+    from housing_platform.core import model as keras_model
+
+    training_config = config.to_training_config()
+    parts = _frames(housing_splits)
+    transformer = features.load_transformer(fitted_transformer["path"])
+    x_train, x_val = features.transform(transformer, parts.train), features.transform(transformer, parts.validation)
+    y_train, y_val = parts.train[TARGET_COLUMN].to_numpy(), parts.validation[TARGET_COLUMN].to_numpy()
+
+    registry = mlflow_tracking.registry()
+    run_id = registry.start_run(
+        run_name=f"dagster-{context.run.run_id[:8]}",
+        tags={"dagster.run_id": context.run.run_id, "dagster.asset": "trained_model"},
+    )
+    registry.log_params(run_id, {**training_config.model_dump(), "train_rows": len(x_train), "features": x_train.shape[1]})
+    started = time.perf_counter()
+    result = keras_model.train_model(x_train, y_train, x_val, y_val, training_config, log=context.log.info)
+    seconds = time.perf_counter() - started
+    registry.log_metric_history(run_id, result.history)
+
+    path = housing_state.folder("artifacts", "models") / f"{context.run.run_id}.keras"
+    keras_model.save_model(result.model, path)
+    curve = evaluation.write_loss_curves(result.history, housing_state.folder("reports", "training", context.run.run_id))
+    registry.log_artifact(run_id, curve, "plots")
+    # Later steps (evaluation, registration) log into this run by id; a finished run accepts that.
+    registry.end_run(run_id)
+    final = {name: float(values[result.best_epoch - 1]) for name, values in result.history.items()}
+    return dg.Output(
+        {
+            "path": str(path),
+            "sha256": sha256_of(path),
+            "config": training_config.model_dump(),
+            "mlflow_run_id": run_id,
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "training_seconds": seconds,
+            "transformer_path": fitted_transformer["path"],
+            "transformer_sha256": fitted_transformer["sha256"],
+        },
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "epochs_run": dg.MetadataValue.int(result.epochs_run),
+            "best_epoch": dg.MetadataValue.int(result.best_epoch),
+            "training_seconds": dg.MetadataValue.float(seconds),
+            **{f"best_{name}": dg.MetadataValue.float(value) for name, value in final.items()},
+            "mlflow_run": dg.MetadataValue.url(registry.run_url(run_id)),
+            "loss_curves": png_markdown({"Loss per epoch": curve}),
+        },
+    )
+
+
+class EvaluationConfig(dg.Config):
+    """The gate's limits (also recorded in the report, so each verdict can be re-read later)."""
+
+    max_rmse_dollars: float = Field(55_000.0, description="Largest acceptable test RMSE, USD.")
+    min_improvement_over_linear: float = Field(0.10, description="Required RMSE reduction vs. LinearRegression.")
+    max_regression_vs_champion: float = Field(0.01, description="Allowed RMSE increase vs. the champion on the same rows.")
+    max_slice_rmse_ratio: float = Field(1.6, description="Largest slice RMSE as a multiple of the overall RMSE.")
+    min_slice_rows: int = Field(100, description="Smallest slice (test rows) the slice rule applies to.")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"sklearn", "mlflow"},
+    owners=OWNERS,
+    code_version="1",
+    tags={"stage": "evaluation"},
+)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    housing_state: HousingStateResource,
+    mlflow_tracking: MLflowResource,
+    housing_splits: pd.DataFrame,
+    fitted_transformer: dict,
+    trained_model: dict,
+) -> dg.Output[dict]:
+    """How good the candidate is, on the test split, next to what it must beat.
+
+    RMSE, MAE, R² and MAPE overall, per `ocean_proximity` and per `median_income` quintile; the same
+    for three baselines fit on the same train split (median price per `ocean_proximity`,
+    LinearRegression, HistGradientBoostingRegressor) and for the **current champion** scored on the
+    very same test rows. Plots (predicted vs. actual, residuals, per-slice error) are embedded below
+    and saved under `<state>/reports/evaluation/<run id>/`. Four blocking checks on this asset form
+    the promotion gate; if any fails, nothing is registered and no alias moves.
+    """
+    from housing_platform.core import model as keras_model
+
+    parts = _frames(housing_splits)
+    transformer = features.load_transformer(fitted_transformer["path"])
+    network = keras_model.load_model(trained_model["path"])
+    training_config = keras_model.TrainingConfig(**trained_model["config"])
+    x_test = features.transform(transformer, parts.test)
+    y_test = parts.test[TARGET_COLUMN].to_numpy()
+    predictions = keras_model.predict(network, x_test, training_config)
+
+    metrics = evaluation.regression_metrics(y_test, predictions)
+    slices = evaluation.slice_metrics(parts.test, y_test, predictions)
+    # One BLAS/OpenMP thread: beside TensorFlow's thread pools, spinning OpenMP workers made the
+    # baselines 10-20x slower on 2 cores (HistGradientBoosting: 65 s instead of 4 s).
+    with threadpool_limits(limits=1):
+        baseline_values = evaluation.baseline_predictions(parts.train, parts.test, transformer)
+    baselines = {name: evaluation.regression_metrics(y_test, values) for name, values in baseline_values.items()}
+
+    champion = None
+    registry = mlflow_tracking.registry()
+    current = registry.champion()
+    if current is not None:
+        context.log.info(f"scoring champion v{current.version} on the same {len(parts.test):,} test rows")
+        champion_predictions = registry.load_pyfunc(current.model_uri).predict(parts.test[list(FEATURE_COLUMNS)])
+        champion = {
+            "version": current.version,
+            "model_uri": current.model_uri,
+            "model_sha256": current.tags.get("model_sha256"),
+            "metrics": evaluation.regression_metrics(y_test, np.asarray(champion_predictions)),
+        }
+
+    plot_dir = housing_state.folder("reports", "evaluation", context.run.run_id)
+    plots = evaluation.write_plots(y_test, predictions, plot_dir, slices=slices, title="candidate")
+    thresholds = gate.GateThresholds(**config.model_dump())
+    report = {
+        "metrics": metrics,
+        "baselines": baselines,
+        "champion": champion,
+        "slices": slices.to_dict("records"),
+        "test_rows": len(parts.test),
+        "candidate_model_sha256": trained_model["sha256"],
+        "mlflow_run_id": trained_model["mlflow_run_id"],
+        "gate_thresholds": thresholds.model_dump(),
+        "plots": {name: str(path) for name, path in plots.items()},
+    }
+    verdicts = gate.evaluate_gate(report, thresholds)
+    report["gate"] = {name: {"passed": v.passed, "skipped": v.skipped, "description": v.description}
+                      for name, v in verdicts.items()}
+
+    registry.log_metrics(report["mlflow_run_id"], {f"test_{k}": v for k, v in metrics.items()})
+    registry.log_metrics(
+        report["mlflow_run_id"],
+        {f"baseline_{name}_rmse": values["rmse"] for name, values in baselines.items()},
+    )
+    for path in plots.values():
+        registry.log_artifact(report["mlflow_run_id"], path, "plots")
+
+    comparison = comparison_table(metrics, baselines, champion)
+    context.log.info("\n" + comparison.to_string(index=False))
+    return dg.Output(
+        report,
+        metadata={
+            "rmse": dg.MetadataValue.float(metrics["rmse"]),
+            "mae": dg.MetadataValue.float(metrics["mae"]),
+            "r2": dg.MetadataValue.float(metrics["r2"]),
+            "mape": dg.MetadataValue.float(metrics["mape"]),
+            "linear_baseline_rmse": dg.MetadataValue.float(baselines["linear_regression"]["rmse"]),
+            "champion_version": champion["version"] if champion else "none",
+            "test_rows": dg.MetadataValue.int(len(parts.test)),
+            "comparison": markdown_table(comparison, rows=20, floatfmt=",.3f"),
+            "slices": markdown_table(slices, rows=50, floatfmt=",.3f"),
+            "gate": dg.MetadataValue.md(
+                "\n".join(f"- **{'PASS' if v.passed else 'FAIL'}** `{name}`: {v.description}" for name, v in verdicts.items())
+            ),
+            "plots": png_markdown({name.replace("_", " ").capitalize(): path for name, path in plots.items()}),
+            "mlflow_run": dg.MetadataValue.url(registry.run_url(report["mlflow_run_id"])),
+        },
+    )
+
+
+def comparison_table(metrics: dict, baselines: dict, champion: dict | None) -> pd.DataFrame:
+    """Candidate vs. baselines vs. champion on the same test rows, best RMSE first."""
+    rows = [{"model": "candidate (keras)", **metrics}]
+    rows += [{"model": name, **values} for name, values in baselines.items()]
+    if champion:
+        rows.append({"model": f"champion v{champion['version']}", **champion["metrics"]})
+    table = pd.DataFrame(rows)[["model", *evaluation.METRIC_NAMES]]
+    return table.sort_values("rmse", kind="stable").reset_index(drop=True)
+
+
+def _gate_check(check_name: str, description: str):
+    @dg.asset_check(
+        asset=evaluation_report,
+        name=check_name,
+        blocking=True,
+        description=description,
+    )
+    def _check(evaluation_report: dict) -> dg.AssetCheckResult:
+        verdict = gate.evaluate_gate(evaluation_report)[check_name]
+        return dg.AssetCheckResult(
+            passed=verdict.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=verdict.description,
+            metadata={"skipped": verdict.skipped, **{k: _metadata_value(v) for k, v in verdict.details.items()}},
+        )
+
+    return _check
+
+
+def _metadata_value(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return dg.MetadataValue.float(float(value))
+    return dg.MetadataValue.text(str(value))
+
+
+gate_checks = [
+    _gate_check(gate.RMSE_CHECK, "Test RMSE is at most `max_rmse_dollars` (default $55,000)."),
+    _gate_check(gate.LINEAR_BASELINE_CHECK, "Test RMSE is at least 10% below the LinearRegression baseline's."),
+    _gate_check(
+        gate.CHAMPION_CHECK,
+        "Test RMSE is no more than 1% above the current champion's on the same test rows "
+        "(skipped, with the reason recorded, when there is no champion yet).",
+    ),
+    _gate_check(gate.SLICE_CHECK, "No slice with ≥ 100 test rows has an RMSE above 1.6× the overall RMSE."),
+]

@@ -1,0 +1,143 @@
+"""Prometheus metrics of one app, in a registry of its own (two apps in one process do not mix).
+
+Cheap on the hot path: label children are resolved once and cached, the capture writer's counters
+are read only at scrape time by a collector, and per-request work is one counter increment and one
+histogram observation (done by :class:`MetricsMiddleware`, a pure ASGI middleware).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+PREFIX = "housing"
+# Latency buckets from 250 µs: the fast path answers a single row well under a millisecond.
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+OTHER_ROUTE = "other"  # unknown paths share one label value, so a scanner cannot explode cardinality
+
+
+class CaptureCollector:
+    """Reads a :class:`~housing_platform.adapters.capture.store.CaptureWriter`'s counters at scrape time."""
+
+    def __init__(self, writer_getter: Callable[[], object | None]):
+        self._writer = writer_getter
+
+    def describe(self):
+        return []  # metrics appear once a writer exists
+
+    def collect(self):
+        writer = self._writer()
+        if writer is None:
+            return
+        stats = writer.stats()
+        yield GaugeMetricFamily(f"{PREFIX}_capture_queue_depth", "Capture rows waiting in the in-memory queue.",
+                                value=stats.queue_depth)
+        yield GaugeMetricFamily(f"{PREFIX}_capture_retry_buffer_rows",
+                                "Capture rows held for retry while the store is unreachable.", value=stats.buffered)
+        yield GaugeMetricFamily(f"{PREFIX}_capture_store_available",
+                                "1 when the last capture write succeeded and nothing waits for a retry.",
+                                value=1.0 if stats.store_available else 0.0)
+        for name, help_text, value in (
+            ("written", "Capture rows written to the store.", stats.written),
+            ("dropped", "Capture rows lost: queue or retry buffer full, or store down at shutdown.", stats.dropped),
+            ("rejected", "Capture rows the database refused (e.g. duplicate request id).", stats.rejected),
+            ("sampled_out", "Scored rows not captured because of the sampling percentage.", stats.sampled_out),
+            ("failed_attempts", "Capture write attempts that failed because the store was unreachable.",
+             stats.failed_attempts),
+        ):
+            yield CounterMetricFamily(f"{PREFIX}_capture_{name}", help_text, value=value)
+
+
+class ServingMetrics:
+    """Every metric the server exposes on ``/metrics``."""
+
+    def __init__(self, routes: tuple[str, ...], writer_getter: Callable[[], object | None] = lambda: None):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.routes = frozenset(routes)
+        self.requests = Counter(
+            f"{PREFIX}_http_requests", "HTTP requests by route, method and status code.",
+            ["route", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time from the request's arrival to the last byte of the response, by route.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.rows_scored = Counter(f"{PREFIX}_rows_scored", "Rows scored by the model.", registry=self.registry)
+        self.rows_rejected = Counter(
+            f"{PREFIX}_rows_rejected", "Rows in requests refused with 422 (invalid input).", registry=self.registry
+        )
+        self.out_of_range = Counter(
+            f"{PREFIX}_rows_out_of_training_range",
+            "Scored rows with a feature outside the training range (accepted, flagged in the capture), by feature.",
+            ["feature"], registry=self.registry,
+        )
+        self.feedback_rows = Counter(f"{PREFIX}_feedback_rows", "True values recorded via /v1/feedback.",
+                                     registry=self.registry)
+        self.model = Info(f"{PREFIX}_model", "The model version being served.", registry=self.registry)
+        self.model_swaps = Counter(f"{PREFIX}_model_swaps", "Model versions swapped in after the first load.",
+                                   registry=self.registry)
+        self.model_load_failures = Counter(f"{PREFIX}_model_load_failures",
+                                           "Failed attempts to resolve or load a model version.",
+                                           registry=self.registry)
+        self.model_loaded = Histogram(
+            f"{PREFIX}_model_load_duration_seconds", "Time to load a version and derive its fast path.",
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=self.registry,
+        )
+        self.registry.register(CaptureCollector(writer_getter))
+        self._request_children: dict[tuple[str, str, int], object] = {}
+        self._latency_children: dict[str, object] = {}
+
+    def route_label(self, path: str) -> str:
+        return path if path in self.routes else OTHER_ROUTE
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, method, str(status))
+        child.inc()
+        latency = self._latency_children.get(route)
+        if latency is None:
+            latency = self._latency_children[route] = self.latency.labels(route)
+        latency.observe(seconds)
+
+    def set_model(self, version: str, model_uri: str, run_id: str | None) -> None:
+        self.model.info({"version": str(version), "model_uri": model_uri, "run_id": run_id or ""})
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts each HTTP request by route/method/status and times it to the response's last byte."""
+
+    def __init__(self, app, metrics: ServingMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        route = self.metrics.route_label(scope["path"])
+        method = scope["method"]
+        state = {"status": 500, "done": False}
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False) and not state["done"]:
+                state["done"] = True
+                self.metrics.observe_request(route, method, state["status"], time.perf_counter() - started)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            if not state["done"]:  # no complete response: an exception or a client that went away
+                self.metrics.observe_request(route, method, state["status"], time.perf_counter() - started)

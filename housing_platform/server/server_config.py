@@ -1,0 +1,53 @@
+"""What a model server needs to know: which model, where the registry and the capture store are, limits."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, MODEL_NAME
+from housing_platform.config.settings import HousingSettings
+
+DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+MAX_ROWS_PER_REQUEST = 10_000
+
+
+class ServingConfig(BaseModel):
+    """Settings of one server process. Build it with :meth:`from_settings` (paths from the environment)."""
+
+    model_uri: str = Field(
+        DEFAULT_MODEL_URI,
+        description="models:/<name>@<alias> (followed: the alias is polled) or models:/<name>/<version> (fixed).",
+    )
+    tracking_uri: str = Field(description="MLflow tracking and registry URI.")
+    artifact_root: str = Field(description="MLflow artifact root (for a registry created by the server).")
+    capture_url: str = Field(description="SQLAlchemy URL of the capture store.")
+    poll_interval_seconds: float = Field(
+        10.0, ge=0, description="How often the alias is checked; 0 disables polling after the first load."
+    )
+    load_retry_seconds: float = Field(5.0, gt=0, description="Retry interval while no model could be loaded yet.")
+    capture_sample_percent: float = Field(
+        100.0, ge=0, le=100, description="Share of scored rows captured (chosen by request id); 0 switches capture off."
+    )
+    capture_queue_rows: int = Field(100_000, ge=1, description="Rows the capture queue holds before dropping.")
+    capture_batch_rows: int = Field(1_000, ge=1, description="Rows per INSERT of the capture writer.")
+    shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
+    max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Larger request bodies → 413.")
+    gil_switch_interval_seconds: float = Field(
+        0.001, gt=0, description="sys.setswitchinterval while serving (Python's default is 0.005)."
+    )
+    blas_threads: int = Field(1, ge=1, description="BLAS threads for the dense layers (process-wide while serving).")
+    inline_rows: int = Field(
+        256, ge=0, description="Requests with more rows are parsed and scored in a worker thread, not the event loop."
+    )
+
+    @classmethod
+    def from_settings(cls, settings: HousingSettings | None = None, **overrides) -> ServingConfig:
+        settings = settings or HousingSettings.from_env()
+        values = {
+            "tracking_uri": settings.mlflow_tracking_uri,
+            "artifact_root": settings.mlflow_artifact_root,
+            "capture_url": settings.capture_url,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,63 @@
+"""Live-quality computations: the label join, per-version RMSE and the degradation verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from housing_platform.core.live_quality import (
+    labelled_training_rows,
+    latency_percentiles,
+    live_performance,
+    out_of_range_share,
+    quality_verdict,
+)
+from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
+
+
+def captured(districts: pd.DataFrame, version: str, error: float, labelled: int) -> pd.DataFrame:
+    frame = districts[list(FEATURE_COLUMNS)].copy()
+    frame["model_version"] = version
+    frame["prediction"] = districts[TARGET_COLUMN] + error
+    frame["latency_ms"] = np.linspace(0.1, 2.0, len(frame))
+    frame["out_of_range"] = ["median_income"] * 10 + [""] * (len(frame) - 10)
+    truth = districts[TARGET_COLUMN].astype(float).copy()
+    truth.iloc[labelled:] = np.nan  # feedback came back for the first `labelled` rows only
+    frame[TARGET_COLUMN] = truth
+    return frame
+
+
+def test_live_performance_uses_only_labelled_rows_per_version(districts: pd.DataFrame) -> None:
+    frame = pd.concat([captured(districts, "1", 10_000.0, 150), captured(districts, "2", -20_000.0, 50)])
+    performance = live_performance(frame, {"1": 9_000.0, "2": 30_000.0}).set_index("model_version")
+    assert performance.loc["1", "labelled_rows"] == 150 and performance.loc["1", "scored_rows"] == 200
+    assert performance.loc["1", "rmse"] == pytest.approx(10_000.0)
+    assert performance.loc["2", "mae"] == pytest.approx(20_000.0)
+    assert performance.loc["1", "rmse_ratio"] == pytest.approx(10_000 / 9_000)
+
+
+def test_degradation_beyond_tolerance_fails(districts: pd.DataFrame) -> None:
+    performance = live_performance(captured(districts, "1", 12_000.0, 150), {"1": 10_000.0})
+    verdict = quality_verdict(performance, tolerance=0.15, min_labelled=100)
+    assert not verdict.passed and verdict.degraded_versions == ["1"]
+    assert quality_verdict(performance, tolerance=0.25, min_labelled=100).passed
+
+
+def test_too_few_labels_is_insufficient_data_and_passes(districts: pd.DataFrame) -> None:
+    performance = live_performance(captured(districts, "1", 50_000.0, 20), {"1": 10_000.0})
+    verdict = quality_verdict(performance, min_labelled=100)
+    assert verdict.passed and verdict.description.startswith("insufficient data")
+
+
+def test_labelled_training_rows_keep_features_and_truth(districts: pd.DataFrame) -> None:
+    rows = labelled_training_rows(captured(districts, "1", 0.0, 30))
+    assert list(rows.columns) == [*FEATURE_COLUMNS, TARGET_COLUMN] and len(rows) == 30
+
+
+def test_latency_and_out_of_range_summaries(districts: pd.DataFrame) -> None:
+    frame = captured(districts, "1", 0.0, 0)
+    assert out_of_range_share(frame) == pytest.approx(10 / 200)
+    percentiles = latency_percentiles(frame)
+    assert percentiles["p50"] == pytest.approx(np.percentile(frame["latency_ms"], 50))
+    assert np.isnan(latency_percentiles(frame.iloc[0:0])["p99"])
