@@ -57,12 +57,16 @@ class HousingSettings(BaseModel):
 
     home: Path = Field(description="State folder for everything the platform writes.")
     data_path: Path = Field(description="The district CSV that `raw_housing_data` reads.")
+    monitoring_start_date: str = Field(
+        "2026-01-01", description="First day of the monitoring partitions, YYYY-MM-DD (HOUSING_MONITORING_START_DATE)."
+    )
 
     @classmethod
     def from_env(cls) -> "HousingSettings":
         home = Path(os.environ.get("HOUSING_HOME") or DEFAULT_STATE_DIR).expanduser().resolve()
         data_path = Path(os.environ.get("HOUSING_DATA_PATH") or DEFAULT_DATA_PATH).expanduser().resolve()
-        return cls(home=home, data_path=data_path)
+        start = os.environ.get("HOUSING_MONITORING_START_DATE") or cls.model_fields["monitoring_start_date"].default
+        return cls(home=home, data_path=data_path, monitoring_start_date=start)
 
     # Sub-folders of the state folder, one per kind of state.
     @property
