@@ -7,10 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings, disable_telemetry
+from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings
 from housing_platform_tests.factories import make_districts
 
-disable_telemetry()
 
 
 @pytest.fixture

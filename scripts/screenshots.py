@@ -2,7 +2,7 @@
 
 Builds a fresh platform state in a temporary folder exactly as the browser tests do (train → serve
 shifted traffic → monitor), starts the Dagster webserver on it, and walks the tour's pages in headless
-Chromium with the same code the tests use (`housing_platform_tests/browser/conftest.py`), writing one
+Chromium with the same code the tests use (`housing_platform/devtools/ui_tour.py`), writing one
 PNG per page to `docs/images/`. Needs Debian's Chromium (`apt-get install chromium`); downloads nothing.
 Takes about two minutes on two cores.
 """
@@ -15,18 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from housing_platform_tests.browser.conftest import (  # noqa: E402 - after the path set-up above
-    DagsterWebserver,
-    build_platform_state,
-    chromium_browser,
-    chromium_executable,
-    new_page,
-    platform_environment,
-    take_tour,
-)
+from housing_platform.config.settings import PROJECT_ROOT
+from housing_platform.devtools.platform_state import build_platform_state, platform_environment
+from housing_platform.devtools.ui_tour import chromium_browser, chromium_executable, new_page, take_tour
+from housing_platform.devtools.webserver import DagsterWebserver
 
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "images"
 

@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from housing_platform.config.dagster_yaml import PRODUCTION_NOTE, render_dagster_yaml, write_dagster_yaml
 from housing_platform.config.settings import HousingSettings
 
 PROFILE_ENV = "HOUSING_PROFILE"
@@ -47,11 +47,6 @@ MLFLOW_DATABASE_SUFFIX = "_mlflow"
 EXAMPLE_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/housing"
 POSTGRES_DRIVER = "postgresql+psycopg2"
 
-PRODUCTION_DAGSTER_YAML_HEADER = """\
-# Written by housing_platform.config.profiles (HOUSING_PROFILE=production); rerun `housing-platform init`
-# instead of editing. Runs, event logs and schedules live in PostgreSQL; the password, if any, is
-# read from the environment variable named below and never stored in this file.
-"""
 
 
 class ProfileConfigurationError(ValueError):
@@ -197,23 +192,9 @@ def dagster_yaml_for_production(settings: ProductionSettings, dagster_home: str 
         postgres_db["password"] = {"env": POSTGRES_PASSWORD_ENV}
     if url.query:
         postgres_db["params"] = {key: value for key, value in url.query.items()}
-    home = Path(dagster_home)
-    config = {
-        "storage": {"postgres": {"postgres_db": postgres_db}},
-        "local_artifact_storage": {
-            "module": "dagster._core.storage.root",
-            "class": "LocalArtifactStorage",
-            "config": {"base_dir": str(home)},
-        },
-        "compute_logs": {
-            "module": "dagster._core.storage.local_compute_log_manager",
-            "class": "LocalComputeLogManager",
-            "config": {"base_dir": str(home / "logs")},
-        },
-        "telemetry": {"enabled": False},
-        "nux": {"enabled": False},
-    }
-    return PRODUCTION_DAGSTER_YAML_HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return render_dagster_yaml(
+        {"postgres": {"postgres_db": postgres_db}}, dagster_home, profile=PRODUCTION, storage_note=PRODUCTION_NOTE
+    )
 
 
 def write_production_dagster_yaml(settings: ProductionSettings, dagster_home: str | Path | None = None) -> Path:
@@ -223,12 +204,7 @@ def write_production_dagster_yaml(settings: ProductionSettings, dagster_home: st
     ``DAGSTER_HOME`` (as for the embedded profile). The file is rewritten only when it changes.
     """
     home = Path(dagster_home) if dagster_home is not None else settings.housing.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    content = dagster_yaml_for_production(settings, home)
-    if not config.exists() or config.read_text() != content:
-        config.write_text(content)
-    return home
+    return write_dagster_yaml(home, dagster_yaml_for_production(settings, home))
 
 
 def ensure_production_databases(settings: ProductionSettings) -> list[str]:

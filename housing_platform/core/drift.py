@@ -48,38 +48,32 @@ Sampling (speed on large days)
 
 from __future__ import annotations
 
-from housing_platform.config.settings import disable_telemetry
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-# Evidently and its telemetry client (iterative-telemetry) read the opt-out variables from the
-# environment; set them before the import so that no code path can see them unset.
-disable_telemetry()
+import numpy as np
+import pandas as pd
+from evidently.core.report import Snapshot
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-import html  # noqa: E402
-import json  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from evidently import DataDefinition, Dataset, Report  # noqa: E402
-from evidently.core.report import Snapshot  # noqa: E402
-from evidently.metrics import ValueDrift  # noqa: E402
-from evidently.presets import DataDriftPreset  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
-from scipy.spatial.distance import jensenshannon  # noqa: E402
-
-from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS  # noqa: E402
+from housing_platform.core.drift_evidently import (  # TABLE_COLUMNS: the columns of DriftResult.table
+    TABLE_COLUMNS,  # noqa: F401
+    drift_table,
+    run_evidently_report,
+    typed_table,
+)
+from housing_platform.core.drift_noise_floor import FLOOR_KINDS, noise_floors
+from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS
 
 VERDICT_DRIFT = "drift"
 VERDICT_NO_DRIFT = "no drift"
 VERDICT_INSUFFICIENT_DATA = "insufficient data"
 VERDICTS = (VERDICT_DRIFT, VERDICT_NO_DRIFT, VERDICT_INSUFFICIENT_DATA)
-TABLE_COLUMNS = ("column", "method", "score", "threshold", "drifted")
 JSON_SUMMARY_KEY = "housing_platform_drift"  # our verdict, added beside Evidently's "metrics" and "tests"
 
-_VALUE_DRIFT_TYPE = "evidently:metric_v2:ValueDrift"
-_DRAWS_PER_CHUNK = 50  # bounds the noise-floor matrices to 50 x reference rows
 
 
 class DriftConfig(BaseModel):
@@ -238,8 +232,10 @@ def compute_drift(
     current_sample = _prepare(_sample(current, config.max_rows, (config.seed, 0)), columns, prediction_column)
     methods = _methods(columns, config)
     thresholds = _thresholds(reference_sample, current_sample, methods, config)
-    snapshot = _run_report(reference_sample, current_sample, methods, thresholds, config, prediction_column)
-    table = _drift_table(snapshot, columns)
+    snapshot = run_evidently_report(
+        reference_sample, current_sample, methods, thresholds, config.drift_share, prediction_column
+    )
+    table = drift_table(snapshot, columns)
 
     by_column = table.set_index("column")["drifted"]
     drifted_columns = [c for c in FEATURE_COLUMNS if by_column[c]]
@@ -324,173 +320,15 @@ def _thresholds(
         return thresholds
     kinds = {}
     for column, method in methods.items():
-        kind = _FLOOR_KINDS.get((column == CATEGORICAL_COLUMN, method))
+        kind = FLOOR_KINDS.get((column == CATEGORICAL_COLUMN, method))
         if kind is not None:  # p-value tests account for the sample size themselves: no floor
             kinds[column] = kind
-    for column, floor in _noise_floors(reference, current, kinds, config).items():
+    floors = noise_floors(
+        reference, current, kinds, seed=config.seed, draws=config.noise_floor_draws, quantile=config.noise_floor_quantile
+    )
+    for column, floor in floors.items():
         thresholds[column] = max(thresholds[column], round(floor, 4))
     return thresholds
-
-
-# (is the column categorical?, method) -> the distance whose noise floor is known
-_FLOOR_KINDS = {(False, "wasserstein"): "wasserstein", (True, "jensenshannon"): "jensenshannon"}
-
-
-@dataclass
-class _FloorColumn:
-    """One column's reference values, prepared for the split draws of :func:`_noise_floors`."""
-
-    kind: str
-    valid: np.ndarray  # reference rows where the column is not null
-    k: int  # values in the part standing for the current sample
-    rest: int  # values in the other part
-    scale: float
-    order: np.ndarray | None = None  # wasserstein: the sort order of the valid values
-    sorted_values: np.ndarray | None = None
-    one_hot: np.ndarray | None = None  # jensenshannon: valid rows x categories
-    scores: list[np.ndarray] = field(default_factory=list)
-
-
-def _noise_floors(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], config: DriftConfig
-) -> dict[str, float]:
-    """Per column, the ``noise_floor_quantile`` of its distance between ``n`` reference rows and the rest.
-
-    Each draw splits the reference's non-null values at random into a part of ``k = min(n, m // 2)``
-    values (standing in for the current sample of ``n`` non-null values) and the other ``m - k`` (the
-    reference). When ``n > k`` the quantile is scaled by the ``sqrt(1/n + 1/m)`` law of a two-sample
-    distance. All columns share the draws (one seeded random key per reference row and draw), which is
-    cheaper and gives columns with the same distribution up to scale (``median_income`` and a linear
-    prediction) the same floor.
-
-    Wasserstein: with both parts taken from one sorted array, W1 is the sum over the gaps between
-    consecutive values of ``|F_part - F_rest| * gap``, so a chunk of draws is one cumulative sum; it is
-    normed by the standard deviation of the rest, as Evidently norms by the reference's.
-    Jensen-Shannon: between the category frequencies of the two parts, as Evidently computes it.
-    """
-    columns: dict[str, _FloorColumn] = {}
-    for column, kind in kinds.items():
-        values = reference[column]
-        valid = values.notna().to_numpy()
-        m, n = int(valid.sum()), int(current[column].notna().sum())
-        k = min(n, m // 2)
-        if k < 1:
-            continue
-        prepared = _FloorColumn(kind, valid, k, m - k, float(np.sqrt((1 / n + 1 / m) / (1 / k + 1 / (m - k)))))
-        if kind == "wasserstein":
-            raw = values.to_numpy(dtype="float64")[valid]
-            prepared.order = np.argsort(raw, kind="stable")
-            prepared.sorted_values = raw[prepared.order]
-        else:
-            codes, categories = pd.factorize(values[valid])
-            prepared.one_hot = np.eye(len(categories))[codes]
-        columns[column] = prepared
-
-    rng = np.random.default_rng([config.seed, 2])
-    for start in range(0, config.noise_floor_draws, _DRAWS_PER_CHUNK):
-        keys = rng.random((min(_DRAWS_PER_CHUNK, config.noise_floor_draws - start), len(reference)))
-        complete_parts: dict[int, np.ndarray] = {}  # k -> split of all rows, shared by columns without nulls
-        for c in columns.values():
-            if c.valid.all():
-                if c.k not in complete_parts:
-                    complete_parts[c.k] = _smallest(keys, c.k)
-                in_part = complete_parts[c.k]
-            else:
-                in_part = _smallest(keys[:, c.valid], c.k)
-            if c.kind == "wasserstein":
-                c.scores.append(_wasserstein_draws(in_part[:, c.order], c.sorted_values, c.k, c.rest))
-            else:
-                counts = in_part @ c.one_hot
-                c.scores.append(jensenshannon((c.one_hot.sum(axis=0) - counts) / c.rest, counts / c.k, axis=1))
-    return {
-        column: float(np.quantile(np.concatenate(c.scores), config.noise_floor_quantile) * c.scale)
-        for column, c in columns.items()
-    }
-
-
-def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
-    """Per row of ``keys``, a mask of its ``k`` smallest entries: a uniformly random k-subset per draw."""
-    return keys <= np.partition(keys, k - 1, axis=1)[:, k - 1 : k]
-
-
-def _wasserstein_draws(in_part: np.ndarray, x: np.ndarray, k: int, rest: int) -> np.ndarray:
-    """Normed W1 between the part and the rest of sorted ``x``, for each draw (row) of ``in_part``."""
-    below = np.cumsum(in_part, axis=1)[:, :-1]  # part values at or below each gap
-    steps = np.arange(1, len(x))
-    distance = (np.abs(below / k - (steps - below) / rest) * np.diff(x)).sum(axis=1)
-    rest_sum, rest_squares = x.sum() - in_part @ x, (x * x).sum() - in_part @ (x * x)
-    rest_std = np.sqrt(np.maximum(rest_squares / rest - (rest_sum / rest) ** 2, 0.0))
-    return distance / np.maximum(rest_std, 0.001)  # Evidently's guard against a zero std
-
-
-def _run_report(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    methods: dict[str, str],
-    thresholds: dict[str, float],
-    config: DriftConfig,
-    prediction_column: str | None,
-) -> Snapshot:
-    numerical = [*NUMERIC_FEATURE_COLUMNS, *([prediction_column] if prediction_column else [])]
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=[CATEGORICAL_COLUMN])
-    metrics: list[Any] = [
-        # Features only, so Evidently's own "share of drifted columns" is our dataset-drift share.
-        DataDriftPreset(
-            columns=list(FEATURE_COLUMNS),
-            drift_share=config.drift_share,
-            per_column_method={c: methods[c] for c in FEATURE_COLUMNS},
-            per_column_threshold={c: thresholds[c] for c in FEATURE_COLUMNS},
-        )
-    ]
-    if prediction_column:
-        metrics.append(
-            ValueDrift(
-                column=prediction_column, method=methods[prediction_column], threshold=thresholds[prediction_column]
-            )
-        )
-    # include_tests: every ValueDrift then carries a pass/fail test, which is where "drifted" is read
-    # from (the direction of the comparison depends on the method: distance >= t, p-value < t).
-    report = Report(metrics, include_tests=True)
-    return report.run(
-        current_data=Dataset.from_pandas(current, data_definition=definition),
-        reference_data=Dataset.from_pandas(reference, data_definition=definition),
-    )
-
-
-def _drift_table(snapshot: Snapshot, columns: list[str]) -> pd.DataFrame:
-    """One row per column from the snapshot's ValueDrift metrics and their tests."""
-    exported = snapshot.dict()
-    failed_metric_ids = {
-        test["metric_config"]["metric_id"]: _status(test["status"]) == "FAIL" for test in exported["tests"]
-    }
-    rows = {}
-    for metric in exported["metrics"]:
-        config = metric["config"]
-        if config.get("type") != _VALUE_DRIFT_TYPE:
-            continue
-        if metric["id"] not in failed_metric_ids:
-            raise RuntimeError(f"Evidently returned no drift test for column '{config['column']}'")
-        rows[config["column"]] = {
-            "column": config["column"],
-            "method": str(config["method"]),
-            "score": float(metric["value"]),
-            "threshold": float(config["threshold"]),
-            "drifted": failed_metric_ids[metric["id"]],
-        }
-    missing = [c for c in columns if c not in rows]
-    if missing:
-        raise RuntimeError(f"Evidently returned no drift score for {missing}")
-    return _typed_table([rows[c] for c in columns])
-
-
-def _typed_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-    dtypes = {"column": object, "method": object, "score": "float64", "threshold": "float64", "drifted": bool}
-    return table.astype(dtypes)
-
-
-def _status(status: Any) -> str:
-    return str(getattr(status, "value", status))
 
 
 def _reason(
@@ -513,7 +351,7 @@ def _insufficient_data(reference_rows: int, current_rows: int, config: DriftConf
             f"{current_rows:,} current rows, fewer than min_rows={config.min_rows:,}: too few to judge drift, "
             "so nothing was compared and the check passes"
         ),
-        table=_typed_table([]),
+        table=typed_table([]),
         dataset_drift=False,
         drifted_share=0.0,
         drifted_columns=[],

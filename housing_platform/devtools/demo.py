@@ -12,7 +12,8 @@ import json
 import os
 import time
 
-from housing_platform.config.settings import HousingSettings, apply_process_defaults
+from housing_platform.config.environment import apply_process_defaults
+from housing_platform.config.settings import HousingSettings
 
 STABLE_ROWS = 1_000
 SHIFTED_ROWS = 1_500
@@ -43,6 +44,7 @@ def run_demo() -> int:
     import dagster as dg
 
     from housing_platform.devtools import loop
+    from housing_platform.devtools.model_server import ModelServer
     from housing_platform.defs import sensors
     from housing_platform.defs.definitions import build_definitions
     from housing_platform.adapters.mlflow_registry import ModelRegistry
@@ -82,7 +84,7 @@ def run_demo() -> int:
         cursor = json.dumps(cursor_state)
 
         print("\n=== 2. serving: `housing-platform serve` in the background ===")
-        with loop.ModelServer(settings, poll_interval_seconds=1.0) as server:
+        with ModelServer(settings, poll_interval_seconds=1.0) as server:
             print(f"server at {server.url} serving model version {server.serving_version()} (log: {server.log_path})")
 
             print(f"\n=== 3. stable traffic: {STABLE_ROWS:,} held-out districts with feedback ===")
@@ -135,7 +137,7 @@ def run_demo() -> int:
         print("\nwhere to look:")
         print(f"  drift report (HTML) {drift_html}")
         print(f"  state folder        {settings.home}")
-        print(f"  Dagster UI          `make dev` → http://127.0.0.1:3000 (lineage, checks, runs)")
-        print(f"  MLflow UI           `make mlflow-ui` → http://127.0.0.1:5000 (runs, registry, drift reports)")
-        print(f"  model server        `make serve` → http://127.0.0.1:8080/docs")
+        print("  Dagster UI          `make dev` → http://127.0.0.1:3000 (lineage, checks, runs)")
+        print("  MLflow UI           `make mlflow-ui` → http://127.0.0.1:5000 (runs, registry, drift reports)")
+        print("  model server        `make serve` → http://127.0.0.1:8080/docs")
     return 0

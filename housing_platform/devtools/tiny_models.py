@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
-from housing_platform.config.settings import DEFAULT_DATA_PATH, disable_telemetry
+from housing_platform.config.settings import DEFAULT_DATA_PATH
+from housing_platform.devtools.processes import free_port, http_ok, wait_until  # noqa: F401 - TODO(lead): tests import free_port from here
 
-disable_telemetry()
 
 TRAIN_ROWS = 3_000
 VALIDATION_ROWS = 600
@@ -61,7 +59,7 @@ class RegisteredModels:
         return {"MLFLOW_TRACKING_URI": self.tracking_uri, "HOUSING_MLFLOW_ARTIFACT_ROOT": self.artifact_root}
 
     def scorer(self, version: str):
-        from housing_platform.scoring.scorer import load_fast_scorer
+        from housing_platform.scoring.verification import load_fast_scorer
 
         if version not in self.scorers:
             self.scorers[version] = load_fast_scorer(f"models:/{self.model_name}/{version}")
@@ -150,30 +148,10 @@ def registered_models(tmp_path_factory=None) -> RegisteredModels:
     return models
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until_ready(base_url: str, timeout: float = 120.0, process=None) -> dict:
     """Poll ``/ready`` until it answers 200; fails early if ``process`` exited."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode} before it was ready")
-        try:
-            response = httpx.get(f"{base_url}/ready", timeout=2.0)
-            if response.status_code == 200:
-                return response.json()
-            last = response.text
-        except httpx.TransportError as error:
-            last = repr(error)
-        time.sleep(0.1)
-    raise TimeoutError(f"{base_url} not ready after {timeout:g} s: {last}")
+    return wait_until(http_ok(f"{base_url}/ready"), what=f"the server at {base_url}", timeout_seconds=timeout,
+                      interval_seconds=0.1, process=process)
 
 
 def subprocess_env(models: RegisteredModels, home: Path, capture_url: str) -> dict[str, str]:

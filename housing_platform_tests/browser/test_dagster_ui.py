@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from housing_platform_tests.browser.conftest import (
-    PageLog,
-    PlatformState,
-    Tour,
-    check_statuses,
-    chromium_executable,
-    graph_label_matches,
-)
+from housing_platform.devtools.platform_state import PlatformState
+from housing_platform.devtools.ui_tour import PageLog, Tour, check_statuses, chromium_executable, graph_label_matches
 
 pytestmark = [
     pytest.mark.browser,

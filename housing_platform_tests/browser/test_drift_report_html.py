@@ -8,7 +8,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from housing_platform_tests.browser.conftest import PageLog, PlatformState, Tour, chromium_executable
+from housing_platform.devtools.platform_state import PlatformState
+from housing_platform.devtools.ui_tour import PageLog, Tour, chromium_executable
 
 pytestmark = [
     pytest.mark.browser,

@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from housing_platform.devtools import loop
+from housing_platform.devtools.loop import QUIET_LOGS, SMALL_TRAINING
 from housing_platform.adapters.capture.store import CaptureRecord, CaptureStore
 from housing_platform.defs.definitions import build_definitions
 from housing_platform.adapters.mlflow_registry import ModelRegistry
@@ -25,11 +26,6 @@ from housing_platform.devtools.simulator import held_out_districts
 
 pytestmark = pytest.mark.slow
 
-SMALL_TRAINING = {
-    "ops": {"trained_model": {"config": {"epochs": 3}}},
-    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-}
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Days before the last day of the week → (scenario, rows). 50 rows is below drift's min_rows (200).
 TRAFFIC = {5: ("stable", 400), 4: ("stable", 50), 2: ("income_shift", 400)}
 

@@ -1,0 +1,112 @@
+"""Background processes on loopback for the demo, the end-to-end tests and the benchmarks.
+
+One readiness helper (:func:`wait_until`) for everything that starts a process and waits for it to
+answer — the model server, the Dagster webserver, moto's S3 server, the benchmarks' servers — so
+each fails the same way: early, naming the process and its log, when the process exits, and with
+the last answer seen when it does not become ready in time. :func:`stop` ends a process (or its
+whole process group) by PID, gracefully first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+class NotReady(Exception):
+    """Raised by a probe to say "not yet", with what it saw (shown if the wait times out)."""
+
+
+def wait_until(
+    probe: Callable[[], T],
+    *,
+    what: str,
+    timeout_seconds: float,
+    interval_seconds: float = 0.2,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
+) -> T:
+    """Call ``probe`` until it returns instead of raising :class:`NotReady`; return its value.
+
+    Fails early with ``RuntimeError`` when ``process`` exits, and with ``TimeoutError`` after
+    ``timeout_seconds``; both messages name ``what``, the last answer and ``log_path``.
+    """
+    where = f"; see {log_path}" if log_path else ""
+    deadline = time.monotonic() + timeout_seconds
+    last = "no answer"
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready{where}")
+        try:
+            return probe()
+        except NotReady as not_yet:
+            last = str(not_yet)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} was not ready within {timeout_seconds:g} s (last: {last}){where}")
+        time.sleep(interval_seconds)
+
+
+def http_ok(url: str, timeout_seconds: float = 2.0) -> Callable[[], dict | str]:
+    """A probe for :func:`wait_until`: ``GET url`` answers 200 (returns the JSON body, or the text)."""
+    import httpx
+
+    def probe() -> dict | str:
+        try:
+            response = httpx.get(url, timeout=timeout_seconds)
+        except httpx.TransportError as error:
+            raise NotReady(repr(error)) from None
+        if response.status_code != 200:
+            raise NotReady(f"{response.status_code}: {response.text[:200]}")
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    return probe
+
+
+def tcp_open(port: int, host: str = LOOPBACK) -> Callable[[], None]:
+    """A probe for :func:`wait_until`: something accepts TCP connections on ``host:port``."""
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+        except OSError as error:
+            raise NotReady(repr(error)) from None
+
+    return probe
+
+
+def stop(process: subprocess.Popen, timeout_seconds: float = 30.0, *, group: bool = False) -> int | None:
+    """SIGTERM ``process`` (its process group with ``group=True``), SIGKILL after the timeout; its code."""
+    if process.poll() is not None:
+        return process.returncode
+
+    def send(number: int) -> None:
+        try:
+            os.killpg(process.pid, number) if group else process.send_signal(number)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        return process.wait(timeout=10)
