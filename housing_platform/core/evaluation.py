@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn import metrics
 
 from housing_platform.core.schema import CATEGORICAL_COLUMN, OCEAN_PROXIMITY_CATEGORIES, TARGET_COLUMN
 
@@ -38,14 +39,15 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
     count = int(y_true.size)
     if count == 0:
         return {"rmse": float("nan"), "mae": float("nan"), "r2": float("nan"), "mape": float("nan"), "count": 0}
-    error = y_pred - y_true
-    total = float(np.sum((y_true - y_true.mean()) ** 2))
     nonzero = y_true != 0
+    constant = count < 2 or bool(np.all(y_true == y_true[0]))  # R² is undefined: no variance to explain
     return {
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "mae": float(np.mean(np.abs(error))),
-        "r2": float(1.0 - np.sum(error**2) / total) if count > 1 and total > 0 else float("nan"),
-        "mape": float(np.mean(np.abs(error[nonzero]) / np.abs(y_true[nonzero]))) if nonzero.any() else float("nan"),
+        "rmse": float(metrics.root_mean_squared_error(y_true, y_pred)),
+        "mae": float(metrics.mean_absolute_error(y_true, y_pred)),
+        "r2": float("nan") if constant else float(metrics.r2_score(y_true, y_pred)),
+        "mape": float(metrics.mean_absolute_percentage_error(y_true[nonzero], y_pred[nonzero]))
+        if nonzero.any()
+        else float("nan"),
         "count": count,
     }
 

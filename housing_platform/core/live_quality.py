@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from housing_platform.core.evaluation import regression_metrics
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 
 PERFORMANCE_COLUMNS = [
@@ -55,9 +56,8 @@ def live_performance(frame: pd.DataFrame, evaluation_rmse: dict[str, float]) -> 
     rows = []
     for version, group in frame.groupby(frame["model_version"].astype(str), sort=True):
         with_truth = labelled(group)
-        errors = with_truth["prediction"].to_numpy(float) - with_truth[TARGET_COLUMN].to_numpy(float)
-        rmse = float(np.sqrt(np.mean(errors**2))) if len(errors) else float("nan")
-        mae = float(np.mean(np.abs(errors))) if len(errors) else float("nan")
+        scores = regression_metrics(with_truth[TARGET_COLUMN], with_truth["prediction"])
+        rmse, mae = scores["rmse"], scores["mae"]
         reference = evaluation_rmse.get(version, float("nan"))
         rows.append(
             {
