@@ -233,17 +233,6 @@ class ModelRegistry:
 
         return mlflow.pyfunc.load_model(model_uri)
 
-    def download_model_files(self, version: str, destination: str | Path) -> Path:
-        """The version's artifacts (transformer, network, config) as local files, for the fast path."""
-        import mlflow
-
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.model_name}/{version}", dst_path=str(destination),
-                tracking_uri=self.tracking_uri,
-            )
-        )
-
     def load_reference(self, version: str) -> pd.DataFrame:
         """The training reference sample (features + predictions) stored with ``version``."""
         import mlflow
