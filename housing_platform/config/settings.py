@@ -48,16 +48,15 @@ class HousingSettings(BaseSettings):
     mlflow_tracking_uri: str = Field(
         "",
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
-        description="MLflow tracking and registry; default `sqlite:///$HOUSING_HOME/mlflow/mlflow.db`",
+        description="MLflow tracking and registry",
     )
     mlflow_artifact_root: str = Field(
-        "", description="where MLflow experiments keep artifacts; default `file://$HOUSING_HOME/mlflow/artifacts`"
+        "", description="where MLflow experiments keep artifacts"
     )
     mlflow_ui_url: str = Field("http://127.0.0.1:5000", description="base of the MLflow links in Dagster metadata")
     capture_url: str = Field(
         "",
-        description="capture store, any SQLAlchemy URL (e.g. `postgresql+psycopg2://postgres@127.0.0.1:5432/test`); "
-        "default `sqlite:///$HOUSING_HOME/capture/capture.db`",
+        description="capture store, any SQLAlchemy URL (e.g. `postgresql+psycopg2://postgres@127.0.0.1:5432/test`)",
     )
 
     @classmethod
