@@ -25,7 +25,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from housing_platform.adapters.capture.store import CaptureRecord, CaptureStore, CaptureWriter
+from housing_platform.adapters.capture.records import CaptureRecord
+from housing_platform.adapters.capture.store import CaptureStore
+from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.core.schema import EXAMPLE_DISTRICT
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

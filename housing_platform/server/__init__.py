@@ -1,7 +1,9 @@
 """The real-time model server: FastAPI on uvicorn, scoring through :mod:`housing_platform.scoring.scorer`.
 
-* :mod:`~housing_platform.server.app` — ``create_app(config)``, the routes and the lifespan
+* :mod:`~housing_platform.server.app` — ``create_app(config)``: wiring, middleware and the lifespan
   (model manager, capture writer).
+* :mod:`~housing_platform.server.routes` — the route handlers.
+* :mod:`~housing_platform.server.state` — what the routes share, and the capture of answered requests.
 * :mod:`~housing_platform.server.requests` — request parsing and validation derived from
   :func:`housing_platform.core.schema.column_rules`; error bodies name the row, field and rule.
 * :mod:`~housing_platform.server.model_manager` — loads the version an alias points at, polls the

@@ -20,7 +20,7 @@ OTHER_ROUTE = "other"  # unknown paths share one label value, so a scanner canno
 
 
 class CaptureCollector:
-    """Reads a :class:`~housing_platform.adapters.capture.store.CaptureWriter`'s counters at scrape time."""
+    """Reads a :class:`~housing_platform.adapters.capture.writer.CaptureWriter`'s counters at scrape time."""
 
     def __init__(self, writer_getter: Callable[[], object | None]):
         self._writer = writer_getter

@@ -1,0 +1,135 @@
+"""What goes into and comes out of the capture store: one scored row (:class:`CaptureRecord`), the
+receipt for recorded feedback, request ids, and the sampling rule that decides from a request id alone
+whether its row is captured (:func:`is_sampled`), so every server process picks the same rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Protocol, TypeVar
+
+from housing_platform.adapters.capture.tables import CAPTURE_COLUMNS
+from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS
+
+# Sampling resolution: a request id falls in one of 10,000 buckets, so percentages have 0.01 steps.
+SAMPLING_BUCKETS = 10_000
+
+
+class RequestScoped(Protocol):
+    """Anything that stands for one request's row: a record, or a queue item for one."""
+
+    @property
+    def request_id(self) -> str: ...
+
+
+_HasRequestId = TypeVar("_HasRequestId", bound=RequestScoped)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class CaptureRecord:
+    """One scored row, exactly as it goes into ``captures``."""
+
+    request_id: str
+    captured_at: datetime  # timezone-aware; naive values are taken as UTC
+    model_version: str
+    longitude: float
+    latitude: float
+    housing_median_age: float
+    total_rooms: float
+    total_bedrooms: float | None
+    population: float
+    households: float
+    median_income: float
+    ocean_proximity: str
+    prediction: float
+    latency_ms: float
+    out_of_range: str = ""
+
+    @classmethod
+    def from_features(
+        cls,
+        features: Mapping[str, object],
+        *,
+        prediction: float,
+        model_version: str,
+        latency_ms: float,
+        out_of_range: Iterable[str] | str = "",
+        request_id: str | None = None,
+        captured_at: datetime | None = None,
+    ) -> CaptureRecord:
+        """Build a record from a request's feature mapping; fills a new request id and now (UTC)."""
+        missing = [name for name in FEATURE_COLUMNS if name not in features]
+        if missing:
+            raise ValueError(f"capture record is missing feature(s) {', '.join(missing)}")
+        values = {
+            name: (None if features[name] is None else float(features[name]))
+            for name in NUMERIC_FEATURE_COLUMNS
+        }
+        return cls(
+            request_id=request_id or new_request_id(),
+            captured_at=captured_at or datetime.now(UTC),
+            model_version=model_version,
+            **values,
+            ocean_proximity=str(features[CATEGORICAL_COLUMN]),
+            prediction=float(prediction),
+            latency_ms=float(latency_ms),
+            out_of_range=out_of_range if isinstance(out_of_range, str) else ",".join(out_of_range),
+        )
+
+
+# The record mirrors the table column for column; fail at import, not at the first insert.
+if tuple(f.name for f in fields(CaptureRecord)) != CAPTURE_COLUMNS:
+    raise RuntimeError(
+        "CaptureRecord fields are out of step with the captures table (schema.FEATURE_COLUMNS changed?): "
+        f"{tuple(f.name for f in fields(CaptureRecord))} != {CAPTURE_COLUMNS}"
+    )
+
+_record_values = attrgetter(*CAPTURE_COLUMNS)
+
+
+def record_params(record: CaptureRecord) -> dict:
+    """The record as INSERT parameters for ``captures`` (column name → value)."""
+    return dict(zip(CAPTURE_COLUMNS, _record_values(record)))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackReceipt:
+    """What :meth:`~housing_platform.adapters.capture.store.CaptureStore.record_feedback` recorded."""
+
+    recorded: int
+    received_at: datetime
+
+
+def is_sampled(request_id: str, sample_percent: float) -> bool:
+    """Whether a request id is kept at this sampling percentage (stable across processes).
+
+    The id's CRC-32 picks one of 10,000 buckets; buckets below ``percent * 100`` are kept.
+    """
+    return zlib.crc32(request_id.encode()) % SAMPLING_BUCKETS < sampling_threshold(sample_percent)
+
+
+def sampling_threshold(sample_percent: float) -> int:
+    """The first bucket *not* kept at this percentage (``SAMPLING_BUCKETS`` keeps every id)."""
+    if not 0 <= sample_percent <= 100:
+        raise ValueError(f"sample_percent must be between 0 and 100, got {sample_percent!r}")
+    return round(sample_percent * SAMPLING_BUCKETS / 100)
+
+
+def keep_sampled(items: Sequence[_HasRequestId], threshold: int) -> Sequence[_HasRequestId]:
+    """The items whose request id is kept at ``threshold`` (from :func:`sampling_threshold`).
+
+    The same rule as :func:`is_sampled`, with the threshold computed once per call instead of per row.
+    """
+    if threshold >= SAMPLING_BUCKETS:
+        return items
+    crc32 = zlib.crc32
+    return [item for item in items if crc32(item.request_id.encode()) % SAMPLING_BUCKETS < threshold]

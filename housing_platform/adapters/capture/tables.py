@@ -1,0 +1,76 @@
+"""The capture store's two tables in SQLAlchemy Core, so one definition serves SQLite and PostgreSQL:
+``captures`` (one row per scored district: features, prediction, model version, latency, the features
+outside the training range) and ``feedback`` (the true value, once known, keyed by the capture's
+request id), with :data:`CAPTURE_COLUMNS`, the column order records are written in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from sqlalchemy import Column, DateTime, Float, ForeignKey, MetaData, String, Table
+from sqlalchemy.types import TypeDecorator
+
+from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NULL_ALLOWANCE, TARGET_COLUMN
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always read back timezone-aware (UTC).
+
+    Naive datetimes are taken to be UTC already. SQLite has no timezone type, so the value is
+    stored there as naive UTC text, which still sorts and compares correctly.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+# A feature column is nullable exactly when the schema allows it nulls (today: total_bedrooms).
+captures_table = Table(
+    "captures",
+    metadata,
+    Column("request_id", String, primary_key=True, comment="uuid4 hex chosen by the server"),
+    Column("captured_at", UTCDateTime, nullable=False, index=True),
+    Column("model_version", String, nullable=False),
+    *(
+        Column(name, String if name == CATEGORICAL_COLUMN else Float, nullable=NULL_ALLOWANCE[name] > 0)
+        for name in FEATURE_COLUMNS
+    ),
+    Column("prediction", Float, nullable=False, comment="USD"),
+    Column("latency_ms", Float, nullable=False),
+    Column(
+        "out_of_range",
+        String,
+        nullable=False,
+        default="",
+        comment="comma-separated features outside the training range; empty if none",
+    ),
+)
+
+feedback_table = Table(
+    "feedback",
+    metadata,
+    Column(
+        "request_id",
+        String,
+        ForeignKey("captures.request_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(TARGET_COLUMN, Float, nullable=False, comment="the true value, USD"),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+CAPTURE_COLUMNS = tuple(column.name for column in captures_table.columns)

@@ -1,0 +1,187 @@
+"""The model server's HTTP routes (``/v1/predict``, ``/v1/feedback``, ``/health``, ``/ready``,
+``/metrics``), added to an app by :func:`add_routes` and bound to its
+:class:`~housing_platform.server.state.ServerState`.
+The hot path of ``POST /v1/predict`` is: read the body → ``orjson.loads`` → vectorised validation
+(:mod:`~housing_platform.server.requests`) → ``FastScorer.score_arrays`` → ``orjson.dumps``; no
+pandas, no pydantic per row, no Keras, so one row takes well under a millisecond end to end.
+Requests with more than ``inline_rows`` rows are parsed and scored in a worker thread so a
+10,000-row request does not stall the small ones queued behind it on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from housing_platform.adapters.capture.errors import CaptureStoreUnavailable, DuplicateFeedback, UnknownRequestIds
+from housing_platform.server.requests import (
+    FeedbackResponse,
+    MessageResponse,
+    PredictResponse,
+    RequestError,
+    ValidationErrorResponse,
+    feedback_request_openapi,
+    parse_feedback,
+    parse_json,
+    predict_request_openapi,
+)
+from housing_platform.server.state import ServerState
+
+PREDICT_ROUTE, FEEDBACK_ROUTE = "/v1/predict", "/v1/feedback"
+ROUTES = (PREDICT_ROUTE, FEEDBACK_ROUTE, "/health", "/ready", "/metrics", "/docs", "/openapi.json", "/redoc", "/")
+BYTES_PER_ROW = 256  # a JSON instance is ~230 bytes: the inline/worker-thread cut-off in body size
+FEEDBACK_CAPTURE_WAIT_SECONDS = 2.0
+
+
+def json_response(status: int, body) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) more than ``limit`` bytes without reading them all."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RequestError(413, {"detail": f"request body of {int(length):,} bytes is larger than {limit:,} bytes"})
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, {"detail": f"request body is larger than {limit:,} bytes"})
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def add_routes(app: FastAPI, state: ServerState) -> None:
+    """Add the routes to ``app``, closed over ``state``; the OpenAPI descriptions state its config's limits.
+
+    Added to the app itself rather than through an ``APIRouter``: an included router is one more
+    level of matching on every request of the hot path.
+    """
+    config = state.config
+    max_rows = config.max_rows_per_request
+    inline_bytes = config.inline_rows * BYTES_PER_ROW
+
+    @app.post(
+        PREDICT_ROUTE,
+        summary="Predict median house values",
+        description=(
+            f"1 to {max_rows:,} districts per request (more → 413). Values outside the *training* range are "
+            "accepted and flagged in the capture; values breaking the schema are refused with 422."
+        ),
+        openapi_extra=predict_request_openapi(max_rows),
+        response_model=PredictResponse,
+        responses={
+            413: {"model": MessageResponse, "description": "Too many rows or too large a body."},
+            422: {"model": ValidationErrorResponse, "description": "Invalid input: row, field and rule of each problem."},
+            503: {"model": MessageResponse, "description": "No model loaded yet."},
+        },
+        tags=["scoring"],
+    )
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        served = state.manager.current
+        if served is None:
+            return json_response(503, {"detail": _not_ready_message(state)})
+        try:
+            body = await read_body(request, config.max_body_bytes)
+            if len(body) > inline_bytes:
+                content, capture = await run_in_threadpool(state.score_body, body, served, started)
+            else:
+                content, capture = state.score_body(body, served, started)
+        except RequestError as error:
+            if error.status == 422:
+                state.metrics.rows_rejected.inc(error.rows)
+            return json_response(error.status, error.body)
+        state.metrics.rows_scored.inc(capture.rows)
+        if config.capture_sample_percent > 0:  # 0 switches capture off entirely (not even records are built)
+            state.schedule_capture(capture)
+        return Response(content, media_type="application/json")
+
+    @app.post(
+        FEEDBACK_ROUTE,
+        summary="Record the true value of scored districts",
+        description=(
+            "One `{request_id, median_house_value}` or a list of them; all or nothing. "
+            "404: an id was never scored (or not captured); 409: feedback already recorded; "
+            "422: malformed id or value; 503: capture store unreachable, retry."
+        ),
+        openapi_extra=feedback_request_openapi(max_rows),
+        response_model=FeedbackResponse,
+        responses={
+            404: {"model": MessageResponse, "description": "Unknown request id(s)."},
+            409: {"model": MessageResponse, "description": "Feedback already recorded for these id(s)."},
+            413: {"model": MessageResponse},
+            422: {"model": ValidationErrorResponse},
+            503: {"model": MessageResponse},
+        },
+        tags=["monitoring"],
+    )
+    async def feedback(request: Request) -> Response:
+        try:
+            items = parse_feedback(parse_json(await read_body(request, config.max_body_bytes)), max_rows)
+        except RequestError as error:
+            return json_response(error.status, error.body)
+        # The captures of responses already sent may still be on their way to the writer.
+        await state.wait_captures_queued(FEEDBACK_CAPTURE_WAIT_SECONDS)
+        try:
+            receipt = await run_in_threadpool(state.store.record_feedback, items)
+        except UnknownRequestIds as error:
+            return json_response(404, {"detail": f"no captured prediction has these request ids: {_ids(error)}",
+                                       "request_ids": list(error.request_ids[:100])})
+        except DuplicateFeedback as error:
+            return json_response(409, {"detail": f"feedback is already recorded for: {_ids(error)}",
+                                       "request_ids": list(error.request_ids[:100])})
+        except CaptureStoreUnavailable as error:
+            return json_response(503, {"detail": f"capture store unavailable, retry later: {error}"})
+        except ValueError as error:
+            return json_response(422, {"detail": str(error)})
+        state.metrics.feedback_rows.inc(receipt.recorded)
+        return json_response(200, {"recorded": receipt.recorded, "received_at": receipt.received_at.isoformat()})
+
+    @app.get("/health", summary="Liveness: the process answers", tags=["operations"], response_model=MessageResponse)
+    async def health() -> Response:
+        return json_response(200, {"detail": "alive"})
+
+    @app.get(
+        "/ready",
+        summary="Readiness: a model version is loaded",
+        tags=["operations"],
+        responses={503: {"model": MessageResponse, "description": "No model loaded yet."}},
+    )
+    async def ready() -> Response:
+        served = state.manager.current
+        if served is None:
+            return json_response(503, {"detail": _not_ready_message(state)})
+        return json_response(200, {
+            "detail": "ready",
+            "model_version": served.version,
+            "model_uri": served.model_uri,
+            "follows": state.manager.reference.uri,
+            "loaded_at": served.loaded_at.isoformat(),
+            "last_poll_error": state.manager.last_error,
+        })
+
+    @app.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        return RedirectResponse("/docs")
+
+
+def _not_ready_message(state: ServerState) -> str:
+    error = state.manager.last_error
+    return f"no model loaded yet for {state.manager.reference.uri}" + (f": {error}" if error else " (loading)")
+
+
+def _ids(error) -> str:
+    shown = ", ".join(error.request_ids[:10])
+    return shown + (f" and {len(error.request_ids) - 10} more" if len(error.request_ids) > 10 else "")

@@ -1,0 +1,294 @@
+"""What the routes of one model server share (:class:`ServerState`: config, metrics, model manager,
+capture writer) and the capture of answered requests, which runs after the response is written: a
+callback on the event loop that queues only the request ids (the writer thread builds the records
+while the loop serves the next request — at concurrency 1 the client's next request would otherwise
+wait for that work), or a worker thread for large requests. A capture scheduled but not yet queued
+is *pending*; an ``asyncio.Event`` set whenever none is lets ``/v1/feedback`` wait for the captures
+of responses already sent, and the shutdown wait for all of them before the writer is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from housing_platform.adapters.capture.records import CaptureRecord
+from housing_platform.adapters.capture.store import CaptureStore
+from housing_platform.adapters.capture.writer import CaptureWriter
+from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
+from housing_platform.server.metrics import ServingMetrics
+from housing_platform.server.model_manager import ModelManager, ServedModel
+from housing_platform.server.requests import Instances, RequestError, parse_instances, parse_json
+from housing_platform.server.server_config import ServingConfig
+
+logger = logging.getLogger(__name__)
+
+_BEDROOMS = NUMERIC_FEATURE_COLUMNS.index("total_bedrooms")
+
+
+def new_request_ids(n: int) -> list[str]:
+    """``n`` random UUID4s as 32-char hex, from one ``os.urandom`` call (uuid.uuid4 per row is 10× slower)."""
+    if n == 1:
+        return [uuid.uuid4().hex]
+    raw = bytearray(os.urandom(16 * n))
+    octets = np.frombuffer(raw, dtype=np.uint8).reshape(n, 16)
+    octets[:, 6] = (octets[:, 6] & 0x0F) | 0x40  # version 4
+    octets[:, 8] = (octets[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCapture:
+    """One answered predict request: everything its capture records are built from."""
+
+    served: ServedModel
+    instances: Instances
+    predictions: np.ndarray
+    request_ids: list[str]
+    latency_ms: float
+    captured_at: datetime
+
+    @property
+    def rows(self) -> int:
+        return len(self.request_ids)
+
+
+class ServerState:
+    """What the routes share: config, metrics, the model manager and the capture writer."""
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        capture_store: CaptureStore | None,
+        registry_factory,
+        loader,
+        *,
+        routes: tuple[str, ...],
+    ):
+        self.config = config
+        self.metrics = ServingMetrics(routes, writer_getter=lambda: self.writer)
+        self._store = capture_store
+        self._owns_store = capture_store is None
+        self.store: CaptureStore | None = None
+        self.writer: CaptureWriter | None = None
+        self.pending_captures = 0  # captures scheduled but not yet queued; touched only on the event loop
+        self._no_pending_captures = asyncio.Event()  # set while pending_captures == 0
+        self._no_pending_captures.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._capture_tasks: set[asyncio.Task] = set()
+        kwargs = {"loader": loader} if loader is not None else {}
+        self.manager = ModelManager(
+            config.model_uri,
+            registry_factory or self._registry,
+            poll_interval_seconds=config.poll_interval_seconds,
+            load_retry_seconds=config.load_retry_seconds,
+            on_loaded=self._on_loaded,
+            on_failure=lambda error: self.metrics.model_load_failures.inc(),
+            **kwargs,
+        )
+
+    def _registry(self):
+        from housing_platform.adapters.mlflow_registry import ModelRegistry
+
+        return ModelRegistry(
+            self.config.tracking_uri, self.config.artifact_root, model_name=self.manager.reference.name
+        )
+
+    def _on_loaded(self, served: ServedModel, previous: ServedModel | None) -> None:
+        self.metrics.set_model(served.version, served.model_uri, served.run_id)
+        self.metrics.model_loaded.observe(served.load_seconds)
+        if previous is not None:
+            self.metrics.model_swaps.inc()
+
+    def start(self) -> None:
+        """Start serving; called on the event loop that will serve the requests (the app's lifespan)."""
+        from threadpoolctl import threadpool_limits
+
+        # A new loop may serve the app each time it starts (TestClient does): bind to this one.
+        self._loop = asyncio.get_running_loop()
+        self._no_pending_captures = asyncio.Event()
+        self._no_pending_captures.set()
+        # BLAS threads would compete with the event loop and the capture writer for the same cores.
+        self._blas_limits = threadpool_limits(limits=self.config.blas_threads, user_api="blas")
+        # The capture writer thread holds the GIL in bursts (SQLAlchemy builds each batch in Python);
+        # a shorter switch interval hands the event loop back sooner, which caps request latency.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(self.config.gil_switch_interval_seconds)
+        self.store = self._store or CaptureStore(self.config.capture_url)
+        self.writer = CaptureWriter(
+            self.store,
+            max_queue_rows=self.config.capture_queue_rows,
+            batch_size=self.config.capture_batch_rows,
+            sample_percent=self.config.capture_sample_percent,
+            exit_flush_seconds=self.config.shutdown_flush_seconds,
+        )
+        self.manager.start()
+        logger.info("serving %s; capturing %g%% of rows to %r", self.config.model_uri,
+                    self.config.capture_sample_percent, self.store)
+
+    def stop(self) -> None:
+        self.manager.stop()
+        if self.writer is not None:
+            complete = self.writer.close(timeout=self.config.shutdown_flush_seconds)
+            stats = self.writer.stats()
+            (logger.info if complete else logger.error)(
+                "capture flushed at shutdown: %d rows written, %d dropped", stats.written, stats.dropped
+            )
+        if self.store is not None and self._owns_store:
+            self.store.dispose()
+        if getattr(self, "_blas_limits", None) is not None:
+            self._blas_limits.restore_original_limits()
+            sys.setswitchinterval(self._switch_interval)
+
+    # -- the predict path -------------------------------------------------------------------------
+
+    def score_body(self, body: bytes, served: ServedModel, started: float) -> tuple[bytes, RequestCapture]:
+        """Parse, validate and score; returns the response body and what the capture needs."""
+        instances = parse_instances(parse_json(body), self.config.max_rows_per_request)
+        scorer = served.scorer
+        predictions = scorer.score_arrays(instances.numeric, scorer.category_codes(instances.categories))
+        if not np.isfinite(predictions).all():
+            bad = np.flatnonzero(~np.isfinite(predictions)).tolist()
+            raise RequestError.invalid(
+                [
+                    {"loc": ["body", "instances", i], "field": "instances", "rule": "finite prediction", "row": i,
+                     "type": "value_error",
+                     "msg": "the model cannot score this row: its prediction is not a finite number "
+                            "(values far outside the training range)"}
+                    for i in bad
+                ]
+            )
+        n = len(instances)
+        request_ids = new_request_ids(n)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        content = orjson.dumps(
+            {"predictions": predictions, "model_version": served.version, "request_ids": request_ids},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        return content, RequestCapture(served, instances, predictions, request_ids, latency_ms, datetime.now(UTC))
+
+    # -- capture, after the response --------------------------------------------------------------
+
+    def schedule_capture(self, capture: RequestCapture) -> None:
+        """Capture after the response is written: this runs from the handler, which then sends the
+        response without yielding to the event loop, so the callback (or task) runs after it."""
+        self.pending_captures += 1
+        self._no_pending_captures.clear()
+        loop = asyncio.get_running_loop()
+        if capture.rows > self.config.inline_rows:
+            task = loop.create_task(self._capture_in_thread(capture))
+            self._capture_tasks.add(task)
+            task.add_done_callback(self._capture_tasks.discard)
+        else:
+            loop.call_soon(self._capture_now, capture)
+
+    def _capture_now(self, capture: RequestCapture) -> None:
+        try:
+            self.capture(capture, deferred=True)
+        except Exception:  # noqa: BLE001 - the response is sent; log the bug, keep serving
+            logger.exception("capturing %d rows failed", capture.rows)
+        finally:
+            self._capture_done()
+
+    async def _capture_in_thread(self, capture: RequestCapture) -> None:
+        try:
+            await run_in_threadpool(self.capture, capture)
+        except Exception:  # noqa: BLE001
+            logger.exception("capturing %d rows failed", capture.rows)
+        finally:
+            self._capture_done()
+
+    def _capture_done(self) -> None:
+        self.pending_captures -= 1
+        if not self.pending_captures:
+            self._no_pending_captures.set()
+
+    async def wait_captures_queued(self, timeout: float) -> bool:
+        """On the event loop: wait until every scheduled capture has reached the writer; False on timeout."""
+        if self._no_pending_captures.is_set():  # the common case; and wait_for(..., 0) times out even on a set event
+            return True
+        try:
+            await asyncio.wait_for(self._no_pending_captures.wait(), max(0.0, timeout))
+        except TimeoutError:
+            return False
+        return True
+
+    def flush_captures(self, timeout: float = 10.0) -> bool:
+        """From another thread: wait until every answered request's rows are written (tests, tools)."""
+        deadline = time.monotonic() + timeout
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            if _running_loop() is loop:
+                raise RuntimeError("flush_captures() blocks: call it from another thread than the event loop's")
+            queued = asyncio.run_coroutine_threadsafe(self.wait_captures_queued(timeout), loop)
+            try:
+                queued.result(timeout)
+            except (TimeoutError, concurrent.futures.CancelledError):
+                queued.cancel()  # captures late or the loop gone: flush what did reach the writer
+        return self.writer is not None and self.writer.flush(max(0.0, deadline - time.monotonic()))
+
+    async def drain_captures(self, timeout: float = 30.0) -> None:
+        """Wait for scheduled captures to reach the writer (at shutdown, before it is closed)."""
+        deadline = time.monotonic() + timeout
+        if await self.wait_captures_queued(timeout) and self._capture_tasks:
+            # Their work is done; let the tasks themselves finish too.
+            await asyncio.wait(set(self._capture_tasks), timeout=max(0.0, deadline - time.monotonic()))
+
+    def capture(self, capture: RequestCapture, deferred: bool = False) -> None:
+        """Queue the capture records (never blocks; drops are counted by the writer).
+
+        ``deferred``: only the request ids are queued here and the writer thread builds the records
+        (training-range flags and all) — used on the event loop, where at concurrency 1 the work
+        would otherwise delay the client's next request.
+        """
+        writer = self.writer
+        if writer is None:
+            return
+        if deferred:
+            writer.submit_deferred(capture.request_ids, lambda: self._capture_records(capture))
+        else:
+            writer.submit(self._capture_records(capture))
+
+    def _capture_records(self, capture: RequestCapture) -> list[CaptureRecord]:
+        """The requests' rows as CaptureRecords, with training-range flags (also counted in /metrics)."""
+        served, instances = capture.served, capture.instances
+        flags = served.scorer.out_of_range({CATEGORICAL_COLUMN: instances.categories}, numeric=instances.numeric)
+        columns = instances.numeric.T.tolist()
+        bedrooms = columns[_BEDROOMS]
+        if any(v != v for v in bedrooms):  # NaN -> None: a null, not a number, in the store
+            columns[_BEDROOMS] = [None if v != v else v for v in bedrooms]
+        version, latency_ms, captured_at = served.version, capture.latency_ms, capture.captured_at
+        records = [
+            CaptureRecord(rid, captured_at, version, lon, lat, age, rooms, beds, pop, hh, inc, cat, pred, latency_ms, flag)
+            for rid, lon, lat, age, rooms, beds, pop, hh, inc, cat, pred, flag in zip(
+                capture.request_ids, *columns, instances.categories, capture.predictions.tolist(), flags
+            )
+        ]
+        flagged = [f for f in flags if f]
+        if flagged:
+            counts: dict[str, int] = {}
+            for flag in flagged:
+                for feature in flag.split(","):
+                    counts[feature] = counts.get(feature, 0) + 1
+            for feature, count in counts.items():
+                self.metrics.out_of_range.labels(feature).inc(count)
+        return records
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

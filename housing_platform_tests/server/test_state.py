@@ -1,0 +1,61 @@
+"""The server state's capture coordination without HTTP: captures scheduled after a response count as
+pending until they reach the writer, and the wait the feedback route and the shutdown use ends then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+
+from housing_platform.server.routes import ROUTES
+from housing_platform.server.server_config import ServingConfig
+from housing_platform.server.state import RequestCapture, ServerState, new_request_ids
+
+
+def make_state(tmp_path, **overrides) -> ServerState:
+    """A state never started: no writer, so a capture reaches "the writer" as soon as it runs."""
+    config = ServingConfig(tracking_uri="unused", artifact_root="unused",
+                           capture_url=f"sqlite:///{tmp_path / 'capture.db'}", **overrides)
+    return ServerState(config, None, registry_factory=lambda: None, loader=None, routes=ROUTES)
+
+
+def a_capture(rows: int) -> RequestCapture:
+    return RequestCapture(served=None, instances=None, predictions=np.zeros(rows), request_ids=new_request_ids(rows),
+                          latency_ms=1.0, captured_at=datetime.now(UTC))
+
+
+def test_request_ids_are_distinct_uuid4_hex():
+    ids = new_request_ids(1000)
+    assert len(set(ids)) == 1000 and all(len(i) == 32 and i[12] == "4" and i[16] in "89ab" for i in ids)
+    assert a_capture(3).rows == 3
+
+
+def test_waiting_for_scheduled_captures_ends_when_the_last_one_reaches_the_writer(tmp_path):
+    state = make_state(tmp_path)
+
+    async def scenario():
+        assert await state.wait_captures_queued(0)  # none pending: no wait at all
+        for _ in range(3):
+            state.schedule_capture(a_capture(1))
+        pending = state.pending_captures
+        return pending, await state.wait_captures_queued(5.0), state.pending_captures
+
+    assert asyncio.run(scenario()) == (3, True, 0)
+
+
+def test_the_wait_times_out_while_a_capture_in_a_worker_thread_is_still_busy(tmp_path):
+    state = make_state(tmp_path, inline_rows=0)  # every request is captured in a worker thread
+    release = threading.Event()
+    state.capture = lambda capture, deferred=False: release.wait(5)
+
+    async def scenario():
+        state.schedule_capture(a_capture(2))
+        in_time = await state.wait_captures_queued(0.05)
+        release.set()
+        await state.drain_captures(5.0)
+        return in_time, state.pending_captures, await state.wait_captures_queued(0)
+
+    assert asyncio.run(scenario()) == (False, 0, True)
