@@ -8,7 +8,7 @@ timed. Measured on the same rows, in one run:
 
 * ``fast path, float64, 1 thread`` — :meth:`FastScorer.score_arrays` as the server runs it;
 * ``fast path, float32, 1 thread`` and ``..., N threads`` — the batch configuration
-  (:data:`housing_platform.scoring.scorer.BATCH_PRECISION`, chunks scored in parallel threads);
+  (:data:`housing_platform.scoring.batch.BATCH_PRECISION`, chunks scored in parallel threads);
 * ``score_frame`` — what ``batch_predictions`` and ``housing-platform score`` do end to end in
   memory: rule checks, training-range flags, scoring and the output DataFrame;
 * ``registered pyfunc`` — ``mlflow.pyfunc.load_model(...).predict`` (sklearn transform + Keras) on
@@ -76,13 +76,15 @@ def main() -> int:
 
     import mlflow
 
-    from housing_platform.scoring import scorer as scoring
+    from housing_platform.scoring.batch import score_frame
+    from housing_platform.scoring.scorer import FastScorer
+    from housing_platform.scoring.verification import relative_difference
 
     model = benchmark_model(args.model_uri)
     print(f"model: {model.note}")
     mlflow.set_tracking_uri(model.tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(model.uri)
-    scorer64 = scoring.FastScorer.from_python_model(pyfunc.unwrap_python_model(), precision="float64")
+    scorer64 = FastScorer.from_python_model(pyfunc.unwrap_python_model(), precision="float64")
     scorer32 = scorer64.with_precision("float32")
     frame = districts(args.rows)
     numeric = scorer64.numeric_matrix(frame)
@@ -93,7 +95,7 @@ def main() -> int:
     expected = np.asarray(pyfunc.predict(sample), dtype=np.float64)
     for scorer in (scorer64, scorer32):
         got = scorer.score_arrays(numeric[: len(sample)], codes[: len(sample)])
-        worst = scoring.relative_difference(got, expected)
+        worst = relative_difference(got, expected)
         print(f"{scorer.precision}: agrees with the pyfunc on {len(sample):,} rows to {worst:.2e} (relative)")
 
     runs = [
@@ -102,7 +104,7 @@ def main() -> int:
         (f"fast path, float64, {args.threads} threads", lambda: scorer64.score_arrays(numeric, codes, threads=args.threads)),
         (f"fast path, float32, {args.threads} threads", lambda: scorer32.score_arrays(numeric, codes, threads=args.threads)),
         (f"score_frame (batch: rules + flags + scoring), float32, {args.threads} threads",
-         lambda: scoring.score_frame(scorer32, frame, "1", threads=args.threads)),
+         lambda: score_frame(scorer32, frame, "1", threads=args.threads)),
     ]
     print()
     print(f"{'':62s} {'rows/s':>12s} {'seconds':>9s}")

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from housing_platform.scoring.scorer import FastScorer, ModelReference, load_fast_scorer, resolve_version
+from housing_platform.adapters.model_uri import ModelReference, resolve_version
+from housing_platform.scoring.scorer import FastScorer
+from housing_platform.scoring.verification import load_fast_scorer
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Request bodies: parsing, validation and the OpenAPI description, all from the schema.
 
 The rules are :func:`housing_platform.core.schema.column_rules` plus the pandera model's cross-column
-checks, applied by :func:`housing_platform.scoring.scorer.check_rules` — the same code batch scoring uses,
+checks, applied by :func:`housing_platform.core.request_rules.check_rules` — the same code batch scoring uses,
 so the API accepts exactly what training would. Validation is vectorised: a request is turned into
 columns (one list comprehension per column), types are checked with one ``set(map(type, ...))`` per
 column, numbers become one float64 matrix, and every rule is one numpy comparison. No pydantic
@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, Field
 
+from housing_platform.core.request_rules import COLUMN_RULES, CROSS_RULES, Violation, check_rules
 from housing_platform.core.schema import (
     CATEGORICAL_COLUMN,
     EXAMPLE_DISTRICT,
@@ -36,7 +37,6 @@ from housing_platform.core.schema import (
     NUMERIC_FEATURE_COLUMNS,
     TARGET_COLUMN,
 )
-from housing_platform.scoring.scorer import COLUMN_RULES, CROSS_RULES, Violation, check_rules
 
 MAX_ERRORS_SHOWN = 50
 REQUEST_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
