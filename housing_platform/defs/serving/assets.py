@@ -6,12 +6,22 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
-from housing_platform.scoring import scorer as scoring
-from housing_platform.defs.registry import assets as registry_assets
-from housing_platform.defs.metadata import markdown_table
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS
-from housing_platform.defs.resources import HousingStateResource, MLflowResource
+from housing_platform.adapters.model_uri import ModelReference, resolve_version
 from housing_platform.core.schema import FEATURE_COLUMNS
+from housing_platform.defs.metadata import markdown_table
+from housing_platform.defs.registry import assets as registry_assets
+from housing_platform.defs.resources import HousingStateResource, MLflowResource
+from housing_platform.scoring.batch import (
+    BATCH_PRECISION,
+    MODEL_VERSION_COLUMN,
+    OUT_OF_RANGE_COLUMN,
+    PREDICTION_COLUMN,
+    REJECTED_COLUMN,
+    read_districts,
+    score_frame,
+)
+from housing_platform.scoring.verification import load_fast_scorer
 
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
@@ -81,31 +91,31 @@ def batch_predictions(
     """
     input_path = config.input_path or housing_state.data_path
     registry = mlflow_tracking.registry()
-    reference = scoring.ModelReference(mlflow_tracking.model_name, alias=config.model_alias)
-    version = scoring.resolve_version(registry, reference)
+    reference = ModelReference(mlflow_tracking.model_name, alias=config.model_alias)
+    version = resolve_version(registry, reference)
     model_uri = f"models:/{reference.name}/{version}"
     load_started = time.perf_counter()
-    scorer = scoring.load_fast_scorer(model_uri, precision=scoring.BATCH_PRECISION)
+    scorer = load_fast_scorer(model_uri, precision=BATCH_PRECISION)
     load_seconds = time.perf_counter() - load_started
 
-    frame = scoring.read_districts(input_path)
+    frame = read_districts(input_path)
     started = time.perf_counter()
-    scored = scoring.score_frame(scorer, frame, version)
+    scored = score_frame(scorer, frame, version)
     score_seconds = time.perf_counter() - started
 
     path = housing_state.folder(PREDICTIONS_FOLDER) / f"batch_predictions_{context.run.run_id}.parquet"
     scored.to_parquet(path, index=False)
 
-    predictions = scored[scoring.PREDICTION_COLUMN].to_numpy()
-    rejected = int((scored[scoring.REJECTED_COLUMN] != "").sum())
-    flagged = int((scored[scoring.OUT_OF_RANGE_COLUMN] != "").sum())
+    predictions = scored[PREDICTION_COLUMN].to_numpy()
+    rejected = int((scored[REJECTED_COLUMN] != "").sum())
+    flagged = int((scored[OUT_OF_RANGE_COLUMN] != "").sum())
     scored_rows = len(scored) - rejected
     quantiles = np.nanpercentile(predictions, [5, 50, 95]) if scored_rows else [np.nan] * 3
     context.log.info(
         f"scored {scored_rows:,} of {len(scored):,} rows from {input_path} with {model_uri} in "
         f"{score_seconds:.2f} s; {rejected:,} rejected by schema rules, {flagged:,} outside the training range"
     )
-    preview_columns = [*FEATURE_COLUMNS, scoring.PREDICTION_COLUMN, scoring.MODEL_VERSION_COLUMN]
+    preview_columns = [*FEATURE_COLUMNS, PREDICTION_COLUMN, MODEL_VERSION_COLUMN]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
