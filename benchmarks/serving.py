@@ -50,9 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from housing_platform.core.schema import FEATURE_COLUMNS  # noqa: E402
-from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings, disable_telemetry  # noqa: E402
+from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings  # noqa: E402
 
-disable_telemetry()
 
 
 # -- which model ---------------------------------------------------------------------------------
@@ -77,7 +76,8 @@ class BenchmarkModel:
 def benchmark_model(model_uri: str) -> BenchmarkModel:
     """The version behind ``model_uri`` in the state folder, or a freshly built throwaway one."""
     from housing_platform.adapters.mlflow_registry import ModelRegistry
-    from housing_platform.scoring.scorer import ModelReference, ScoringError, resolve_version
+    from housing_platform.adapters.model_uri import ModelReference, resolve_version
+    from housing_platform.scoring.errors import ScoringError
 
     settings = HousingSettings.from_env()
     reference = ModelReference.parse(model_uri)

@@ -130,7 +130,8 @@ def command_simulate(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from housing_platform.scoring.scorer import ModelReference, ScoringError
+    from housing_platform.adapters.model_uri import ModelReference
+    from housing_platform.scoring.errors import ScoringError
 
     try:
         ModelReference.parse(args.model_uri)
@@ -145,7 +146,8 @@ def command_serve(args: argparse.Namespace) -> int:
 
     from housing_platform.server.app import create_app
     from housing_platform.server.server_config import ServingConfig
-    from housing_platform.config.settings import HousingSettings, apply_process_defaults
+    from housing_platform.config.environment import apply_process_defaults
+    from housing_platform.config.settings import HousingSettings
 
     settings = HousingSettings.from_env()
     apply_process_defaults(settings)
@@ -189,7 +191,8 @@ def command_score(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from housing_platform.scoring.scorer import InputFileError, ScoringError, read_districts
+    from housing_platform.scoring.batch import InputFileError, read_districts
+    from housing_platform.scoring.errors import ScoringError
 
     try:
         frame = read_districts(args.input)
@@ -202,14 +205,11 @@ def command_score(args: argparse.Namespace) -> int:
         return EXIT_UNREADABLE
 
     from housing_platform.adapters.mlflow_registry import ModelRegistry
-    from housing_platform.scoring.scorer import (
-        BATCH_PRECISION,
-        ModelReference,
-        load_fast_scorer,
-        resolve_version,
-        score_frame,
-    )
-    from housing_platform.config.settings import HousingSettings, apply_process_defaults
+    from housing_platform.adapters.model_uri import ModelReference, resolve_version
+    from housing_platform.scoring.batch import BATCH_PRECISION, score_frame
+    from housing_platform.scoring.verification import load_fast_scorer
+    from housing_platform.config.environment import apply_process_defaults
+    from housing_platform.config.settings import HousingSettings
 
     settings = HousingSettings.from_env()
     apply_process_defaults(settings)

@@ -16,7 +16,8 @@ import pytest
 
 from housing_platform.devtools import loop
 from housing_platform.devtools.loop import QUIET_LOGS, SMALL_TRAINING
-from housing_platform.adapters.capture.store import CaptureRecord, CaptureStore
+from housing_platform.adapters.capture.records import CaptureRecord
+from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.defs.definitions import build_definitions
 from housing_platform.adapters.mlflow_registry import ModelRegistry
 from housing_platform.devtools.scenarios import make_scenario
