@@ -17,7 +17,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_UNREADABLE = 0, 1, 2
+from housing_platform.config.settings import SERVER_HOST, SERVER_PORT
+
+# One name per meaning; the numbers are the documented ones above (1: the command's answer is "no"
+# or its work failed; 2: it could not start on what it was given).
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1  # validate: the file does not pass the data gate
+EXIT_REQUESTS_FAILED = 1  # simulate: some requests failed
+EXIT_SERVER_FAILED = 1  # serve: the server could not start or lost captures
+EXIT_NO_MODEL = 1  # score: no model could be loaded
+EXIT_UNREADABLE = 2  # the input cannot be read, the output cannot be written, the server cannot be reached
+EXIT_INVALID_ARGUMENTS = 2  # an argument breaks its rule (e.g. a malformed model URI)
 
 
 def _print_rule_table(rows: list[dict], out=None) -> None:
@@ -124,7 +134,7 @@ def command_simulate(args: argparse.Namespace) -> int:
     print(result.describe())
     for error in result.errors[:5]:
         print(f"  {error}", file=sys.stderr)
-    return EXIT_OK if result.failed_requests == 0 else EXIT_GATE_FAILED
+    return EXIT_OK if result.failed_requests == 0 else EXIT_REQUESTS_FAILED
 
 
 def command_serve(args: argparse.Namespace) -> int:
@@ -137,10 +147,10 @@ def command_serve(args: argparse.Namespace) -> int:
         ModelReference.parse(args.model_uri)
     except ScoringError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
+        return EXIT_INVALID_ARGUMENTS
     if not 0 <= args.capture_sample_percent <= 100:
         print("error: --capture-sample-percent must be between 0 and 100", file=sys.stderr)
-        return EXIT_UNREADABLE
+        return EXIT_INVALID_ARGUMENTS
 
     import uvicorn
 
@@ -177,13 +187,13 @@ def command_serve(args: argparse.Namespace) -> int:
     try:
         server.run()
     except SystemExit:  # uvicorn exits with its own code when it cannot start (e.g. the port is taken)
-        return EXIT_GATE_FAILED
+        return EXIT_SERVER_FAILED
     if not server.started:  # uvicorn has logged why
-        return EXIT_GATE_FAILED
+        return EXIT_SERVER_FAILED
     writer = app.state.server.writer
     if writer is not None and writer.stats().dropped:
         print(f"warning: {writer.stats().dropped} capture rows were dropped", file=sys.stderr)
-        return EXIT_GATE_FAILED
+        return EXIT_SERVER_FAILED
     return EXIT_OK
 
 
@@ -220,7 +230,7 @@ def command_score(args: argparse.Namespace) -> int:
         scorer = load_fast_scorer(f"models:/{reference.name}/{version}", precision=BATCH_PRECISION)
     except ScoringError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_GATE_FAILED
+        return EXIT_NO_MODEL
     started = time.perf_counter()
     scored = score_frame(scorer, frame, version)
     seconds = time.perf_counter() - started
@@ -264,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real HTTP requests to /v1/predict (and /v1/feedback with --feedback). "
         "Exit 0: every request succeeded; 1: some failed; 2: the server is unreachable.",
     )
-    simulate.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
+    simulate.add_argument("--url", default=f"http://{SERVER_HOST}:{SERVER_PORT}", help="server base URL")
     simulate.add_argument("--scenario", choices=SCENARIOS, default="stable")
     simulate.add_argument("--rows", type=int, default=1_000, help="districts to send")
     simulate.add_argument("--feedback", action="store_true", help="also send the true values as feedback")
@@ -273,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--data", default=None, help="district CSV to draw from (default: HOUSING_DATA_PATH)")
     simulate.set_defaults(handler=command_simulate)
 
-    from housing_platform.server.server_config import DEFAULT_MODEL_URI
+    from housing_platform.server.server_config import DEFAULT_MODEL_URI, ServingConfig
+
+    serving = {name: field.default for name, field in ServingConfig.model_fields.items()}
 
     serve = commands.add_parser(
         "serve",
@@ -283,14 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
         "captures are flushed. Exit 0: clean stop; 1: server failure or captures lost; 2: invalid arguments.",
     )
     serve.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=f"default: {DEFAULT_MODEL_URI}")
-    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080, help="default: 8080")
-    serve.add_argument("--poll-interval-seconds", type=float, default=10.0,
-                       help="how often the alias is checked for a new version; 0: never (default: 10)")
-    serve.add_argument("--capture-sample-percent", type=float, default=100.0,
-                       help="share of scored rows captured (default: 100)")
-    serve.add_argument("--capture-queue-rows", type=int, default=100_000,
-                       help="capture rows queued in memory before dropping (default: 100000)")
+    serve.add_argument("--host", default=SERVER_HOST, help=f"default: {SERVER_HOST}")
+    serve.add_argument("--port", type=int, default=SERVER_PORT, help=f"default: {SERVER_PORT}")
+    serve.add_argument("--poll-interval-seconds", type=float, default=serving["poll_interval_seconds"],
+                       help="how often the alias is checked for a new version; 0: never "
+                       f"(default: {serving['poll_interval_seconds']:g})")
+    serve.add_argument("--capture-sample-percent", type=float, default=serving["capture_sample_percent"],
+                       help=f"share of scored rows captured (default: {serving['capture_sample_percent']:g})")
+    serve.add_argument("--capture-queue-rows", type=int, default=serving["capture_queue_rows"],
+                       help=f"capture rows queued in memory before dropping (default: {serving['capture_queue_rows']})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=command_serve)
 
