@@ -1,4 +1,4 @@
-"""Request bodies: parsing, validation and the OpenAPI description, all from the schema.
+"""Request bodies: parsing and validation from the schema (``api_schema.py`` describes them in OpenAPI).
 
 The rules are :func:`housing_platform.core.schema.column_rules` plus the pandera model's cross-column
 checks, applied by :func:`housing_platform.core.request_rules.check_rules` — the same code batch scoring uses,
@@ -27,12 +27,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, Field
 
-from housing_platform.core.request_rules import COLUMN_RULES, CROSS_RULES, Violation, check_rules
+from housing_platform.core.request_rules import COLUMN_RULES, Violation, check_rules
 from housing_platform.core.schema import (
     CATEGORICAL_COLUMN,
-    EXAMPLE_DISTRICT,
     FEATURE_COLUMNS,
     NUMERIC_FEATURE_COLUMNS,
     TARGET_COLUMN,
@@ -322,105 +320,3 @@ def parse_feedback(payload: Any, max_items: int) -> list[tuple[str, float]]:
 # ---------------------------------------------------------------------------------------------
 # OpenAPI: request bodies from the column rules, responses as pydantic models
 # ---------------------------------------------------------------------------------------------
-
-
-def instance_json_schema() -> dict:
-    """JSON Schema of one instance, generated from the column rules (bounds, nullability, categories)."""
-    properties: dict[str, dict] = {}
-    for name in FEATURE_COLUMNS:
-        rule = COLUMN_RULES[name]
-        if rule.kind == "category":
-            prop: dict[str, Any] = {"type": "string", "enum": list(rule.allowed or ())}
-        else:
-            prop = {"type": ["number", "null"] if rule.nullable else "number"}
-            if rule.minimum is not None:
-                prop["minimum" if rule.minimum_inclusive else "exclusiveMinimum"] = rule.minimum
-            if rule.maximum is not None:
-                prop["maximum" if rule.maximum_inclusive else "exclusiveMaximum"] = rule.maximum
-        prop["description"] = rule.description + (" Null: imputed with the training median." if rule.nullable else "")
-        properties[name] = prop
-    cross = "; ".join(f"{a} {op} {b}" for a, op, b in CROSS_RULES)
-    return {
-        "type": "object",
-        "title": "District",
-        "description": f"One district's features. Cross-column rules: {cross}. Other fields are ignored.",
-        "required": [name for name in FEATURE_COLUMNS if not COLUMN_RULES[name].nullable],
-        "properties": properties,
-    }
-
-
-EXAMPLE_INSTANCE = dict(EXAMPLE_DISTRICT)
-
-
-def predict_request_openapi(max_rows: int) -> dict:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["instances"],
-                        "properties": {
-                            "instances": {
-                                "type": "array", "minItems": 1, "maxItems": max_rows, "items": instance_json_schema()
-                            }
-                        },
-                    },
-                    "example": {"instances": [EXAMPLE_INSTANCE]},
-                }
-            },
-        }
-    }
-
-
-def feedback_request_openapi(max_items: int) -> dict:
-    item = {
-        "type": "object",
-        "required": ["request_id", TARGET_COLUMN],
-        "properties": {
-            "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN.pattern, "description": "From /v1/predict."},
-            TARGET_COLUMN: {"type": "number", "exclusiveMinimum": 0, "description": "The true value, USD."},
-        },
-    }
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"oneOf": [item, {"type": "array", "minItems": 1, "maxItems": max_items, "items": item}]},
-                    "example": {"request_id": "0123456789abcdef0123456789abcdef", TARGET_COLUMN: 452600.0},
-                }
-            },
-        }
-    }
-
-
-class PredictResponse(BaseModel):
-    predictions: list[float] = Field(description="Median house value, USD, one per instance in order.")
-    model_version: str = Field(description="Registered version of housing_price_model that scored them.")
-    request_ids: list[str] = Field(description="One id per instance: send it back with /v1/feedback.")
-
-
-class FeedbackResponse(BaseModel):
-    recorded: int = Field(description="Feedback rows stored.")
-    received_at: str = Field(description="ISO 8601, UTC.")
-
-
-class ErrorItem(BaseModel):
-    loc: list[str | int]
-    field: str = Field(description="The feature (or 'a, b' for a cross-column rule).")
-    rule: str = Field(description="The rule broken, e.g. '> 0', 'finite', 'required', \"one of [...]\".")
-    msg: str
-    type: str = "value_error"
-    row: int | None = Field(None, description="Position of the instance in the request.")
-    input: Any = Field(None, description="The value sent.")
-
-
-class ValidationErrorResponse(BaseModel):
-    detail: list[ErrorItem]
-    errors_total: int = Field(description=f"Every problem found; at most {MAX_ERRORS_SHOWN} are listed.")
-
-
-class MessageResponse(BaseModel):
-    detail: Any

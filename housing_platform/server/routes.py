@@ -19,17 +19,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from housing_platform.adapters.capture.errors import CaptureStoreUnavailable, DuplicateFeedback, UnknownRequestIds
-from housing_platform.server.requests import (
+from housing_platform.server.api_schema import (
     FeedbackResponse,
     MessageResponse,
     PredictResponse,
-    RequestError,
     ValidationErrorResponse,
     feedback_request_openapi,
-    parse_feedback,
-    parse_json,
     predict_request_openapi,
 )
+from housing_platform.server.requests import RequestError, parse_feedback, parse_json
 from housing_platform.server.state import ServerState
 
 PREDICT_ROUTE, FEEDBACK_ROUTE = "/v1/predict", "/v1/feedback"
