@@ -45,7 +45,7 @@ def command_validate(args: argparse.Namespace) -> int:
     from housing_platform.core.validation import (
         StructuralValidationError,
         UnreadableDataError,
-        evaluate_gate,
+        evaluate_data_gate as evaluate_gate,
         read_housing_csv,
         validate_housing_frame,
     )

@@ -274,7 +274,7 @@ def production_resources(settings: ProductionSettings) -> dict[str, Any]:
     from dagster_aws.s3 import S3Resource
 
     from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
-    from housing_platform.defs.s3_storage import S3ParquetJsonIOManager
+    from housing_platform.defs.io_manager import ParquetJsonIOManager
 
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
     return {
@@ -285,5 +285,5 @@ def production_resources(settings: ProductionSettings) -> dict[str, Any]:
             ui_url=settings.housing.mlflow_ui_url,
         ),
         "capture_store": CaptureStoreResource(url=settings.capture_url),
-        "io_manager": S3ParquetJsonIOManager(s3=s3, bucket=settings.s3_bucket, prefix=settings.storage_prefix),
+        "io_manager": ParquetJsonIOManager(base_dir=settings.storage_uri, s3=s3),
     }

@@ -42,8 +42,11 @@ class GateVerdict:
     details: dict = field(default_factory=dict)
 
 
-def evaluate_gate(report: dict, thresholds: GateThresholds | None = None) -> dict[str, GateVerdict]:
-    """Apply every rule to an evaluation report (see ``assets/training.py``: ``evaluation_report``)."""
+def evaluate_model_gate(report: dict, thresholds: GateThresholds | None = None) -> dict[str, GateVerdict]:
+    """Apply every rule to an evaluation report (the ``evaluation_report`` asset's value), by rule name.
+
+    ``thresholds`` defaults to the ones recorded in the report, so a verdict can be re-read later.
+    """
     limits = thresholds or GateThresholds(**report["gate_thresholds"])
     rmse = float(report["metrics"]["rmse"])
     verdicts = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
+from pydantic import BaseModel, ConfigDict, Field
 
 from housing_platform.core.schema import ALL_COLUMNS, NULL_ALLOWANCE, HousingDistricts
 
@@ -198,9 +199,27 @@ def validate_housing_frame(frame: pd.DataFrame) -> ValidationOutcome:
     )
 
 
+# The rules of the data gate, by name (the names of the blocking checks on `validated_housing_data`).
+QUARANTINE_SHARE_CHECK = "quarantine_share_within_limit"
+DUPLICATE_SHARE_CHECK = "duplicate_share_within_limit"
+NULL_SHARE_CHECK = "null_share_within_allowance"
+ENOUGH_ROWS_CHECK = "enough_rows"
+DATA_GATE_CHECKS = (QUARANTINE_SHARE_CHECK, DUPLICATE_SHARE_CHECK, NULL_SHARE_CHECK, ENOUGH_ROWS_CHECK)
+
+
+class DataGateLimits(BaseModel):
+    """Limits of the data gate: the one home of their defaults (asset run config and CLI options use them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_quarantine_share: float = Field(0.01, description="Largest share of input rows that may be quarantined.")
+    max_duplicate_share: float = Field(0.01, description="Largest share of valid rows that may be exact duplicates.")
+    min_rows: int = Field(1_000, description="Fewest valid rows a model may be trained on.")
+
+
 @dataclass(frozen=True)
-class GateResult:
-    """One quality-gate rule evaluated on a validation outcome."""
+class DataGateResult:
+    """One data-gate rule evaluated on a validation outcome."""
 
     name: str
     passed: bool
@@ -209,13 +228,17 @@ class GateResult:
     limit: float
 
 
-def evaluate_gate(
-    outcome: ValidationOutcome,
-    max_quarantine_share: float = 0.01,
-    max_duplicate_share: float = 0.01,
-    min_rows: int = 1_000,
-) -> list[GateResult]:
-    """The data gate: the rules the blocking asset checks and the CLI both apply."""
+def evaluate_data_gate(
+    outcome: ValidationOutcome, limits: DataGateLimits | None = None, **overrides: float
+) -> list[DataGateResult]:
+    """The data gate: the rules the blocking asset checks and the CLI both apply.
+
+    ``limits`` defaults to :class:`DataGateLimits`; keyword ``overrides`` replace single limits by name
+    (``evaluate_data_gate(outcome, min_rows=100)``).
+    """
+    limits = DataGateLimits(**{**(limits or DataGateLimits()).model_dump(), **overrides})
+    max_quarantine_share, max_duplicate_share = limits.max_quarantine_share, limits.max_duplicate_share
+    min_rows = limits.min_rows
     duplicate_share = float(outcome.valid.duplicated().mean()) if len(outcome.valid) else 0.0
     null_excess = {
         column: share - NULL_ALLOWANCE.get(column, 0.0)
@@ -224,22 +247,22 @@ def evaluate_gate(
     }
     worst_null = max(null_excess, key=null_excess.get) if null_excess else None
     return [
-        GateResult(
-            "quarantine_share_within_limit",
+        DataGateResult(
+            QUARANTINE_SHARE_CHECK,
             outcome.quarantine_share <= max_quarantine_share,
             f"{outcome.quarantine_share:.2%} of input rows quarantined (limit {max_quarantine_share:.2%})",
             outcome.quarantine_share,
             max_quarantine_share,
         ),
-        GateResult(
-            "duplicate_share_within_limit",
+        DataGateResult(
+            DUPLICATE_SHARE_CHECK,
             duplicate_share <= max_duplicate_share,
             f"{duplicate_share:.2%} of valid rows are exact duplicates (limit {max_duplicate_share:.2%})",
             duplicate_share,
             max_duplicate_share,
         ),
-        GateResult(
-            "null_share_within_allowance",
+        DataGateResult(
+            NULL_SHARE_CHECK,
             not null_excess,
             "every column's null share is within its allowance"
             if not null_excess
@@ -250,8 +273,8 @@ def evaluate_gate(
             outcome.input_null_share.get(worst_null, 0.0) if worst_null else 0.0,
             NULL_ALLOWANCE.get(worst_null, 0.0) if worst_null else 0.0,
         ),
-        GateResult(
-            "enough_rows",
+        DataGateResult(
+            ENOUGH_ROWS_CHECK,
             len(outcome.valid) >= min_rows,
             f"{len(outcome.valid):,} valid rows (minimum {min_rows:,})",
             float(len(outcome.valid)),

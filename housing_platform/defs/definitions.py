@@ -12,6 +12,7 @@ import warnings
 
 import dagster as dg
 
+from housing_platform.config.environment import apply_process_defaults
 from housing_platform.config.profiles import (
     PRODUCTION,
     ProductionSettings,
@@ -19,7 +20,7 @@ from housing_platform.config.profiles import (
     apply_production_environment,
     production_resources,
 )
-from housing_platform.config.settings import HousingSettings, apply_process_defaults
+from housing_platform.config.settings import HousingSettings
 
 
 def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions:
@@ -31,14 +32,15 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
     # Imported after the process defaults so library telemetry and caches are set up first.
-    from housing_platform.defs import sensors
+    from housing_platform.defs import jobs, schedules, sensors
     from housing_platform.defs.ingestion import assets as ingestion
+    from housing_platform.defs.io_manager import ParquetJsonIOManager
     from housing_platform.defs.monitoring import assets as monitoring
     from housing_platform.defs.registry import assets as registry
+    from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
     from housing_platform.defs.serving import assets as serving
     from housing_platform.defs.training import assets as training
-    from housing_platform.defs.io_manager import ParquetJsonIOManager
-    from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+    from housing_platform.defs.training import checks as training_checks
 
     resources = {
         "housing_state": HousingStateResource.from_settings(settings),
@@ -52,14 +54,16 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
         apply_production_environment(production)
         resources = production_resources(production)
 
-    modules = [ingestion, training, registry, serving, monitoring]
+    asset_modules = [ingestion, training, registry, serving, monitoring]
     return dg.Definitions(
         # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
-        assets=[*dg.load_assets_from_modules(modules), serving.live_endpoint_captures],
-        asset_checks=dg.load_asset_checks_from_modules(modules),
-        jobs=[sensors.retraining_job, sensors.monitoring_job],
+        assets=[*dg.load_assets_from_modules(asset_modules), serving.live_endpoint_captures],
+        # Checks evaluated by their asset (the data gate, drift, live quality) come with the asset's
+        # check specs; the separate ones (the promotion gate) are loaded from the checks modules.
+        asset_checks=dg.load_asset_checks_from_modules([training_checks]),
+        jobs=[jobs.retraining_job, jobs.monitoring_job],
         sensors=[sensors.retrain_on_drift],
-        schedules=[sensors.hourly_monitoring],
+        schedules=[schedules.hourly_monitoring],
         resources=resources,
         # One process for the whole run: TensorFlow's import and the code location are paid once,
         # not once per step as with the multiprocess executor (dagster-io/dagster#25780).

@@ -1,67 +1,165 @@
-"""Asset storage without pickle: DataFrames as Parquet, plain data as JSON.
+"""Asset storage without pickle, in a local folder or an S3 bucket: DataFrames as Parquet, the rest as JSON.
 
-Dagster's default IO manager pickles every asset value into the instance folder. A pickle loaded from
-a path someone can swap is arbitrary code execution, so this platform stores DataFrames as Parquet
-and dicts/lists as JSON, each under ``<state>/storage/<asset key path>[/<partition>]``. Model files
-(skops, ``.keras``) are written by the assets themselves and referenced from their JSON values.
+Dagster's default IO manager pickles every asset value. A pickle loaded from a path someone can swap is
+arbitrary code execution, so this platform stores DataFrames as Parquet and dicts/lists as JSON, each
+under ``<base>/<asset key path>.<parquet|json>`` (``<base>/<asset>/<partition>.<suffix>`` when
+partitioned). ``<base>`` is ``<state>/storage`` in the embedded profile and ``s3://<bucket>/<prefix>``
+in the production one. Model files (skops, ``.keras``) are written by the assets themselves and
+referenced from their JSON values.
+
+One :class:`dg.UPathIOManager` serves both: UPath does the path arithmetic (keys, partitions, loading
+several partitions at once) and the bytes go through the local filesystem or, for ``s3://``, through the
+boto3 client of an ``S3Resource`` — like dagster-aws's own ``PickledObjectS3IOManager``, so no fsspec S3
+driver is needed. Any S3 API works (AWS, MinIO, moto in the tests). Credentials come from boto3's usual
+chain, never from resource config, so they do not show in the Dagster UI.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the nested `S3Resource` from the evaluated
+# annotation, and a postponed (string) one would hide it.
+import io
 import json
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from botocore.exceptions import ClientError
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+from upath import UPath
+
+PARQUET, JSON = ".parquet", ".json"
+CONTENT_TYPES = {PARQUET: "application/vnd.apache.parquet", JSON: "application/json"}
+MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
-class ParquetJsonIOManager(dg.ConfigurableIOManager):
-    """Stores pandas DataFrames as Parquet and JSON-serialisable values as JSON."""
+class ParquetJsonIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
+    """Stores pandas DataFrames as Parquet and JSON-serialisable values as JSON, locally or on S3."""
 
-    base_dir: str = Field(description="Folder under which asset values are stored.")
+    base_dir: str = Field(
+        description="Where asset values are stored: a folder (HOUSING_HOME/storage) or s3://bucket/prefix "
+        "(HOUSING_S3_BUCKET, HOUSING_S3_PREFIX/storage)."
+    )
+    s3: S3Resource | None = Field(
+        None, description="The S3 endpoint and region, for an s3:// base_dir (credentials: boto3's chain)."
+    )
 
-    def _path(self, context: dg.OutputContext | dg.InputContext, suffix: str) -> Path:
-        return Path(self.base_dir) / value_relative_path(context, suffix)
+    _base_path: UPath = PrivateAttr()
+    _bucket: str | None = PrivateAttr(None)
+    _s3_client: Any = PrivateAttr(None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        location = urlparse(self.base_dir)
+        if location.scheme == "s3":
+            if self.s3 is None:
+                raise ValueError(f"base_dir {self.base_dir!r} is on S3: pass s3=S3Resource(...)")
+            # A relative path of the key prefix: UPath joins the keys, boto3 moves the bytes.
+            self._bucket = location.netloc
+            self._base_path = UPath(location.path.strip("/") or ".")
+        else:
+            self._base_path = UPath(self.base_dir)
+
+    # -- where values live -------------------------------------------------------------------------
+
+    def value_path(self, context: dg.OutputContext | dg.InputContext) -> UPath:
+        """The stored value's path without its format suffix (the same path ``load_input`` reads)."""
+        path = self._base_path.joinpath(*self.get_asset_relative_path(context).parts)
+        if context.has_asset_partitions:
+            path = self.get_path_for_partition(context, path, context.asset_partition_key)
+        return path
+
+    def uri(self, path: UPath) -> str:
+        """A location a person can paste: the file path, or ``s3://bucket/key``."""
+        return f"s3://{self._bucket}/{path.as_posix()}" if self._bucket else str(path)
+
+    # -- reading and writing values ---------------------------------------------------------------
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if obj is None:
-            return
-        if isinstance(obj, pd.DataFrame):
-            path, stale = self._path(context, ".parquet"), self._path(context, ".json")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            obj.to_parquet(path, index=False)
-        else:
-            path, stale = self._path(context, ".json"), self._path(context, ".parquet")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(encode_json_value(context, obj))
-        # A value that changed format must not be shadowed by its previous file on load.
-        stale.unlink(missing_ok=True)
-        context.add_output_metadata({"storage_path": dg.MetadataValue.path(str(path))})
+        # Not the base class's: it records a `path` metadata entry that would replace the asset's own
+        # `path` (the skops or .keras file). A value of None (no return value) is not stored.
+        if obj is not None:
+            self.dump_to_path(context, obj, self.value_path(context))
 
-    def load_input(self, context: dg.InputContext) -> Any:
-        parquet, as_json = self._path(context, ".parquet"), self._path(context, ".json")
-        if parquet.exists():
-            return pd.read_parquet(parquet)
-        if as_json.exists():
-            return json.loads(as_json.read_text())
-        raise FileNotFoundError(
-            f"No stored value for {context.asset_key.to_user_string()} at {parquet} or {as_json}: "
-            "materialize it first"
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        if isinstance(obj, pd.DataFrame):
+            suffix, stale = PARQUET, JSON
+            buffer = io.BytesIO()
+            obj.to_parquet(buffer, index=False)
+            body = buffer.getvalue()
+        else:
+            suffix, stale = JSON, PARQUET
+            body = encode_json_value(context, obj).encode("utf-8")
+        stored = with_suffix(path, suffix)
+        self.make_directory(stored.parent)
+        context.log.debug(self.get_writing_output_log_message(stored))
+        self.write_bytes(stored, body, CONTENT_TYPES[suffix])
+        # Loading prefers Parquet, so a value that changed from a DataFrame to JSON must not leave its
+        # old Parquet file behind to be read instead (and the other way round).
+        self.unlink(with_suffix(path, stale))
+        context.add_output_metadata(
+            {
+                "storage_path": dg.MetadataValue.path(self.uri(stored)),
+                "stored_bytes": dg.MetadataValue.int(len(body)),
+            }
         )
 
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        parquet, as_json = with_suffix(path, PARQUET), with_suffix(path, JSON)
+        body = self.read_bytes(parquet)
+        if body is not None:
+            return pd.read_parquet(io.BytesIO(body))
+        body = self.read_bytes(as_json)
+        if body is not None:
+            return json.loads(body)
+        raise FileNotFoundError(
+            f"No stored value for {context.asset_key.to_user_string()} at {self.uri(parquet)} or "
+            f"{self.uri(as_json)}: materialize it first"
+        )
 
-def value_relative_path(context: dg.OutputContext | dg.InputContext, suffix: str) -> PurePosixPath:
-    """Where an asset value lives below the storage root, shared by the local and S3 IO managers.
+    # -- the two backends --------------------------------------------------------------------------
 
-    ``<key path><suffix>`` (``raw_housing_data.parquet``), or ``<key path>/<partition><suffix>`` for a
-    partitioned asset.
-    """
-    parts = context.asset_key.path
-    if context.has_asset_partitions:
-        return PurePosixPath(*parts, f"{context.asset_partition_key}{suffix}")
-    return PurePosixPath(*parts[:-1], parts[-1] + suffix)
+    def _client(self) -> Any:
+        if self._s3_client is None:
+            self._s3_client = self.s3.get_client()
+        return self._s3_client
+
+    def write_bytes(self, path: UPath, body: bytes, content_type: str) -> None:
+        if self._bucket:
+            self._client().put_object(Bucket=self._bucket, Key=path.as_posix(), Body=body, ContentType=content_type)
+        else:
+            path.write_bytes(body)
+
+    def read_bytes(self, path: UPath) -> bytes | None:
+        """The stored bytes, or None when there is no such file or object."""
+        if not self._bucket:
+            return path.read_bytes() if path.is_file() else None
+        try:
+            return self._client().get_object(Bucket=self._bucket, Key=path.as_posix())["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in MISSING_OBJECT_CODES:
+                return None
+            raise
+
+    def path_exists(self, path: UPath) -> bool:
+        return any(self.read_bytes(with_suffix(path, suffix)) is not None for suffix in (PARQUET, JSON))
+
+    def unlink(self, path: UPath) -> None:
+        if self._bucket:
+            # Deleting a missing key is not an error on S3.
+            self._client().delete_object(Bucket=self._bucket, Key=path.as_posix())
+        else:
+            path.unlink(missing_ok=True)
+
+    def make_directory(self, path: UPath) -> None:
+        if not self._bucket:  # S3 has no directories
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def with_suffix(path: UPath, suffix: str) -> UPath:
+    """``a/b`` → ``a/b.json``; unlike ``with_suffix``, a dot already in the name is kept."""
+    return path.with_name(path.name + suffix)
 
 
 def encode_json_value(context: dg.OutputContext, obj: Any) -> str:

@@ -1,4 +1,4 @@
-"""Automation: retrain when monitoring checks fail, and refresh today's monitoring every hour.
+"""Retrain when a monitoring check fails.
 
 Dagster has no "run when a check fails": a failed check does not fail its run, so run-failure
 sensors never see it (dagster-io/dagster#29896), and blocking checks only stop downstream work inside
@@ -7,22 +7,13 @@ monitoring checks from the instance. Each evaluation has an increasing storage i
 cursor: a failure triggers at most once.
 """
 
-from __future__ import annotations
-
 import json
-from datetime import datetime, timezone
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from housing_platform.defs.monitoring.assets import DRIFT_CHECK, QUALITY_CHECK
+from housing_platform.defs.jobs import RETRAINING_JOB, retraining_job
+from housing_platform.defs.monitoring.checks import WATCHED_CHECKS
 
-RETRAINING_JOB = "retraining_job"
-MONITORING_JOB = "monitoring_job"
-WATCHED_CHECKS = (
-    dg.AssetCheckKey(dg.AssetKey("drift_report"), DRIFT_CHECK),
-    dg.AssetCheckKey(dg.AssetKey("live_model_performance"), QUALITY_CHECK),
-)
 ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -31,26 +22,22 @@ ACTIVE_RUN_STATUSES = [
 ]
 HISTORY_PER_TICK = 50
 
-# training_data → housing_splits → fitted_transformer → trained_model → evaluation_report (gate)
-# → registered_model_version. The gate's blocking checks still decide whether the champion moves.
-retraining_selection = dg.AssetSelection.assets("training_data").downstream() & dg.AssetSelection.groups(
-    "training", "registry"
-)
-retraining_job = dg.define_asset_job(
-    RETRAINING_JOB,
-    selection=retraining_selection,
-    description="Retrain on base + labelled live data and promote through the evaluation gate.",
-    tags={"housing_platform/kind": "retraining"},
-)
-monitoring_job = dg.define_asset_job(
-    MONITORING_JOB,
-    selection=dg.AssetSelection.groups("monitoring"),
-    description="Read a day's captures, compute drift and live quality.",
-)
-
 
 def _load_cursor(cursor: str | None) -> dict[str, int]:
     return json.loads(cursor) if cursor else {}
+
+
+def check_execution_history(instance: dg.DagsterInstance, key: dg.AssetCheckKey, limit: int) -> list:
+    """The latest executions of a check, newest first, each with the storage id the cursor counts.
+
+    Dagster 1.13 has no public method for this. `DagsterInstance` publicly reads materializations,
+    observations and run status changes only; `get_latest_asset_check_evaluation_record` gives one
+    record; `get_event_records` is deprecated and, on the default run-sharded SQLite storage, has no
+    storage id that increases across runs. So this one call goes to the instance's event log storage
+    (`asset_check_executions`, ids increasing on every storage); everything read from a record below is
+    public (`AssetCheckEvaluation`).
+    """
+    return list(instance.event_log_storage.get_asset_check_execution_history(key, limit=limit))
 
 
 def new_check_failures(instance: dg.DagsterInstance, cursor: dict[str, int]) -> tuple[list[dict], dict[str, int]]:
@@ -59,13 +46,13 @@ def new_check_failures(instance: dg.DagsterInstance, cursor: dict[str, int]) -> 
     for key in WATCHED_CHECKS:
         name = key.to_user_string()
         seen = cursor.get(name, 0)
-        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY_PER_TICK)
-        for record in records:
+        for record in check_execution_history(instance, key, HISTORY_PER_TICK):
             if record.id <= seen:
                 continue
             advanced[name] = max(advanced.get(name, 0), record.id)
             evaluation = record.event.asset_check_evaluation if record.event else None
-            if record.status == AssetCheckExecutionRecordStatus.FAILED and evaluation is not None:
+            # A record without an evaluation is planned (running); a failed one carries passed=False.
+            if evaluation is not None and not evaluation.passed:
                 failures.append(
                     {
                         "check": name,
@@ -119,25 +106,4 @@ def retrain_on_drift(context: dg.SensorEvaluationContext):
             "housing_platform/trigger_scores": json.dumps(trigger["metadata"])[:1000],
             "housing_platform/trigger_failures": str(len(failures)),
         },
-    )
-
-
-def today_partition_key(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%d")
-
-
-@dg.schedule(
-    job=monitoring_job,
-    cron_schedule="0 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every hour, materialize today's inference_log, drift_report and live_model_performance.",
-)
-def hourly_monitoring(context: dg.ScheduleEvaluationContext):
-    """Refresh today's (UTC) monitoring partition so drift shows up within the hour."""
-    partition = today_partition_key(context.scheduled_execution_time)
-    return dg.RunRequest(
-        run_key=f"monitoring:{context.scheduled_execution_time.isoformat()}",
-        partition_key=partition,
-        tags={"housing_platform/trigger": "hourly_monitoring"},
     )

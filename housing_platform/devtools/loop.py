@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from housing_platform.defs.sensors import MONITORING_JOB, RETRAINING_JOB, retrain_on_drift, today_partition_key
+from housing_platform.defs.jobs import MONITORING_JOB, RETRAINING_JOB
+from housing_platform.defs.monitoring.partitions import today_partition_key
+from housing_platform.defs.sensors import retrain_on_drift
 
 TRAINING_SELECTION = dg.AssetSelection.groups("ingestion", "training", "registry")
 # A few epochs: enough for the gate to pass on the real data in seconds (end-to-end tests, UI tour).

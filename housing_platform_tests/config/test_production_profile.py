@@ -249,7 +249,7 @@ def test_s3_io_manager_round_trips_frames_dicts_and_partitions_through_s3(produc
 
     @dg.asset
     def district_summary() -> dict:
-        # numpy scalars and paths go through the shared JSON encoder of io_managers.py
+        # numpy scalars and paths go through the JSON encoder of defs/io_manager.py
         return {"rows": np.int64(50), "mean_value": np.float64(1.5), "source": Path("/data/d.csv")}
 
     @dg.asset(partitions_def=regions)

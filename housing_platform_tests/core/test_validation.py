@@ -13,14 +13,14 @@ from housing_platform.core.validation import (
     SOURCE_ROW_COLUMN,
     StructuralValidationError,
     UnreadableDataError,
-    evaluate_gate,
+    evaluate_data_gate,
     read_housing_csv,
     validate_housing_frame,
 )
 
 
 def gate_by_name(outcome, **limits):
-    return {result.name: result for result in evaluate_gate(outcome, **limits)}
+    return {result.name: result for result in evaluate_data_gate(outcome, **limits)}
 
 
 def test_real_dataset_passes_with_three_rows_quarantined(real_data_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_real_dataset_passes_with_three_rows_quarantined(real_data_path: Path) -
     assert set(outcome.quarantine[FAILED_RULES_COLUMN]) == {"households <= population"}
     assert len(outcome.valid) == 20_637
     assert outcome.valid["total_bedrooms"].isna().sum() == 207
-    assert all(result.passed for result in evaluate_gate(outcome))
+    assert all(result.passed for result in evaluate_data_gate(outcome))
 
 
 def test_row_level_failures_are_quarantined_with_their_rules(districts: pd.DataFrame) -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from housing_platform.config.settings import HousingSettings
 from housing_platform.core import data_profile as profiling
 from housing_platform.defs.ingestion import assets as ingestion
 from housing_platform.defs.io_manager import ParquetJsonIOManager
 from housing_platform.defs.resources import HousingStateResource
-from housing_platform.config.settings import HousingSettings
 from housing_platform_tests.factories import make_districts
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -108,9 +108,27 @@ def test_profile_asset_records_statistics_plots_and_schema(housing_settings: Hou
     assert list(value["column"]) == list(pd.read_csv(districts_csv).columns)
 
 
-def test_profile_asset_is_documented_in_the_ingestion_group() -> None:
-    spec = ingestion.housing_data_profile.specs_by_key[dg.AssetKey("housing_data_profile")]
-    assert spec.group_name == ingestion.GROUP
-    assert spec.kinds == {"pandas", "matplotlib"}
-    assert spec.owners == ingestion.OWNERS and spec.code_version
-    assert {dep.asset_key for dep in spec.deps} == {dg.AssetKey("validated_housing_data")}
+def test_the_profile_describes_the_validated_rows_not_the_raw_file(
+    housing_settings: HousingSettings, tmp_path: Path, districts: pd.DataFrame
+) -> None:
+    """A quarantined row is not profiled: the profile is of what a model would be trained on."""
+    districts.loc[0, "median_income"] = 99.0  # breaks median_income < 16: quarantined
+    csv = tmp_path / "with_a_bad_row.csv"
+    districts.to_csv(csv, index=False)
+    resources = {
+        "housing_state": HousingStateResource(home=str(housing_settings.home), data_path=str(csv)),
+        "io_manager": ParquetJsonIOManager(base_dir=str(housing_settings.storage_dir)),
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [ingestion.raw_housing_data, ingestion.validated_housing_data, ingestion.housing_data_profile],
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"validated_housing_data": {"config": {"min_rows": 100}}}},
+        )
+    assert result.success
+    metadata = result.asset_materializations_for_node("housing_data_profile")[0].metadata
+    assert metadata["profiled_rows"].value == len(districts) - 1
+    statistics = pd.read_parquet(housing_settings.storage_dir / "housing_data_profile.parquet").set_index("column")
+    assert statistics.loc["median_income", "max"] == pytest.approx(districts["median_income"].iloc[1:].max())
+    assert statistics.loc["median_income", "count"] == len(districts) - 1

@@ -8,11 +8,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from housing_platform.config.settings import HousingSettings
 from housing_platform.defs.ingestion import assets as ingestion
-from housing_platform.defs.ingestion.assets import VALIDATION_CHECKS, file_sha256
+from housing_platform.defs.ingestion.assets import file_sha256
+from housing_platform.defs.ingestion.checks import VALIDATION_CHECKS
 from housing_platform.defs.io_manager import ParquetJsonIOManager
 from housing_platform.defs.resources import HousingStateResource
-from housing_platform.config.settings import HousingSettings
 
 DOWNSTREAM_RAN: list[int] = []
 

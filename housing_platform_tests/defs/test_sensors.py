@@ -9,13 +9,10 @@ import dagster as dg
 import pytest
 
 from housing_platform.defs.definitions import build_definitions
-from housing_platform.defs.sensors import (
-    RETRAINING_JOB,
-    hourly_monitoring,
-    new_check_failures,
-    retrain_on_drift,
-    today_partition_key,
-)
+from housing_platform.defs.jobs import RETRAINING_JOB
+from housing_platform.defs.monitoring.partitions import today_partition_key
+from housing_platform.defs.schedules import hourly_monitoring
+from housing_platform.defs.sensors import new_check_failures, retrain_on_drift
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from housing_platform.defs.serving.assets import batch_predictions
-from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.core.schema import FEATURE_COLUMNS
-from housing_platform.scoring.scorer import SKEW_RTOL
+from housing_platform.defs.resources import HousingStateResource, MLflowResource
+from housing_platform.defs.serving.assets import batch_predictions
 from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
+from housing_platform.scoring.verification import SKEW_RTOL
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +28,39 @@ def _resources(models: RegisteredModels, home, data_path) -> dict:
     }
 
 
-def test_batch_predictions_is_described_for_the_catalog():
-    spec = batch_predictions.specs_by_key[batch_predictions.key]
-    assert spec.group_name == "serving"
-    assert set(spec.kinds) == {"pandas", "mlflow"}
-    assert spec.owners == ["team:ml-platform"]
-    assert spec.code_version
-    assert len(spec.description) > 400
-    assert [dep.asset_key for dep in spec.deps] == [dg.AssetKey("registered_model_version")]
+def test_batch_predictions_scores_with_the_version_its_alias_names_not_the_champion(models, tmp_path):
+    """`model_alias` picks the version: here the registered, never-promoted version 2."""
+    import mlflow
+
+    registry = models.registry()
+    registry.client.set_registered_model_alias(models.model_name, "batch_candidate", models.versions[1])
+    champion = registry.champion().version
+    assert champion != models.versions[1]
+    source = models.test.head(200).drop(columns=["median_house_value"])
+    path = tmp_path / "districts.csv"
+    source.to_csv(path, index=False)
+
+    result = dg.materialize(
+        [batch_predictions],
+        resources=_resources(models, tmp_path / "state", tmp_path / "unused.csv"),
+        run_config=dg.RunConfig(
+            {"batch_predictions": {"config": {"input_path": str(path), "model_alias": "batch_candidate"}}}
+        ),
+    )
+
+    assert result.success
+    metadata = result.asset_materializations_for_node("batch_predictions")[0].metadata
+    assert metadata["model_version"].value == models.versions[1]
+    scored = pd.read_parquet(metadata["path"].value)
+    assert (scored["model_version"] == models.versions[1]).all()
+    candidate = mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[1]}").predict(
+        source[list(FEATURE_COLUMNS)]
+    )
+    np.testing.assert_allclose(scored["prediction"], candidate, rtol=SKEW_RTOL)
+    champion_predictions = mlflow.pyfunc.load_model(f"models:/{models.model_name}/{champion}").predict(
+        source[list(FEATURE_COLUMNS)]
+    )
+    assert not np.allclose(scored["prediction"], champion_predictions, rtol=SKEW_RTOL)
 
 
 def test_batch_predictions_scores_a_parquet_file_with_the_champion_and_records_the_version(models, tmp_path):

@@ -14,14 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from housing_platform.core import features
-from housing_platform.core import model_gate as gate
-from housing_platform.core import model as keras_model
-from housing_platform.defs.definitions import build_definitions
+from housing_platform.adapters.capture import CaptureRecord, CaptureStore
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, MODEL_NAME, PREVIOUS_ALIAS, ModelRegistry
-from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.config.settings import HousingSettings
+from housing_platform.core import features
+from housing_platform.core import model as keras_model
+from housing_platform.core import model_gate as gate
+from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
+from housing_platform.defs.definitions import build_definitions
+from housing_platform.defs.io_manager import ParquetJsonIOManager
+from housing_platform.defs.resources import CaptureStoreResource
+from housing_platform.defs.training.assets import training_data
+from housing_platform_tests.factories import make_districts
 
 pytestmark = pytest.mark.slow
 
@@ -183,3 +188,48 @@ def test_training_data_adds_labelled_captures_that_pass_the_schema(pipeline: Pip
     assert set(training["source"]) == {"base"}  # no live traffic in this state folder
     assert len(training) == 20_637
     assert set(pd.unique(training[TARGET_COLUMN].isna())) == {False}
+
+
+def test_training_data_appends_labelled_captures_with_their_fed_back_values(tmp_path: Path) -> None:
+    """Captures with feedback become rows (features + true value); unlabelled or invalid ones do not."""
+    base = make_districts(50)
+    captured = make_districts(6, seed=3)
+    captured.loc[4, "median_income"] = 40.0  # breaks median_income < 16: labelled, but rejected
+    truths = [150_000.0, 275_500.0, 410_000.0, 99_000.0, 200_000.0]  # row 5 gets no feedback
+    store = CaptureStore(f"sqlite:///{tmp_path / 'capture.db'}")
+    try:
+        records = [
+            CaptureRecord.from_features(row, prediction=123_456.0, model_version="1", latency_ms=1.0)
+            for row in captured[list(FEATURE_COLUMNS)].to_dict("records")
+        ]
+        store.insert_captures(records)
+        store.record_feedback([(record.request_id, truth) for record, truth in zip(records, truths)])
+    finally:
+        store.dispose()
+
+    @dg.asset(name="validated_housing_data")
+    def validated_stand_in() -> pd.DataFrame:
+        return base
+
+    result = dg.materialize(
+        [validated_stand_in, training_data],
+        resources={
+            "capture_store": CaptureStoreResource(url=f"sqlite:///{tmp_path / 'capture.db'}"),
+            "io_manager": ParquetJsonIOManager(base_dir=str(tmp_path / "storage")),
+        },
+    )
+
+    assert result.success
+    frame = pd.read_parquet(tmp_path / "storage" / "training_data.parquet")
+    assert list(frame["source"]).count("base") == 50
+    pd.testing.assert_frame_equal(frame[frame["source"] == "base"].drop(columns="source"), base)
+    appended = frame[frame["source"] == "feedback"].drop(columns="source").reset_index(drop=True)
+    expected = captured.loc[[0, 1, 2, 3], list(FEATURE_COLUMNS)].assign(**{TARGET_COLUMN: truths[:4]})
+    pd.testing.assert_frame_equal(
+        appended.sort_values(TARGET_COLUMN).reset_index(drop=True)[expected.columns],
+        expected.sort_values(TARGET_COLUMN).reset_index(drop=True),
+        check_dtype=False,
+    )
+    metadata = result.asset_materializations_for_node("training_data")[0].metadata
+    assert (metadata["base_rows"].value, metadata["feedback_rows"].value) == (50, 4)
+    assert metadata["feedback_rows_rejected"].value == 1

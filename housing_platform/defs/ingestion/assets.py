@@ -10,26 +10,24 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
-from housing_platform.defs.metadata import column_schema_metadata, markdown_table
-from housing_platform.defs.resources import HousingStateResource
 from housing_platform.core.validation import (
     StructuralValidationError,
     UnreadableDataError,
-    evaluate_gate,
+    evaluate_data_gate,
     read_housing_csv,
     validate_housing_frame,
 )
+from housing_platform.defs.code_versions import asset_code_version
+
+# VALIDATION_CHECKS is re-exported for callers that still import the check names from here.
+from housing_platform.defs.ingestion.checks import VALIDATION_CHECKS, validation_check_specs  # noqa: F401
+from housing_platform.defs.ingestion.config import ValidationGateConfig
+from housing_platform.defs.metadata import column_schema_metadata, markdown_table
+from housing_platform.defs.resources import HousingStateResource
 
 GROUP = "ingestion"
 OWNERS = ["team:ml-platform"]
-
-QUARANTINE_SHARE_CHECK = "quarantine_share_within_limit"
-DUPLICATE_SHARE_CHECK = "duplicate_share_within_limit"
-NULL_SHARE_CHECK = "null_share_within_allowance"
-ENOUGH_ROWS_CHECK = "enough_rows"
-VALIDATION_CHECKS = (QUARANTINE_SHARE_CHECK, DUPLICATE_SHARE_CHECK, NULL_SHARE_CHECK, ENOUGH_ROWS_CHECK)
 
 
 def file_sha256(path: Path) -> str:
@@ -44,7 +42,7 @@ def file_sha256(path: Path) -> str:
     group_name=GROUP,
     kinds={"pandas", "csv"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("raw_housing_data"),
     tags={"stage": "ingestion"},
 )
 def raw_housing_data(context: dg.AssetExecutionContext, housing_state: HousingStateResource) -> dg.Output[pd.DataFrame]:
@@ -76,47 +74,13 @@ def raw_housing_data(context: dg.AssetExecutionContext, housing_state: HousingSt
     )
 
 
-class ValidationGateConfig(dg.Config):
-    """Limits of the data gate (shown in the launchpad)."""
-
-    max_quarantine_share: float = Field(0.01, description="Largest share of input rows that may be quarantined.")
-    max_duplicate_share: float = Field(0.01, description="Largest share of valid rows that may be exact duplicates.")
-    min_rows: int = Field(1_000, description="Fewest valid rows a model may be trained on.")
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "pandera"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("validated_housing_data", ValidationGateConfig),
     tags={"stage": "ingestion"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            QUARANTINE_SHARE_CHECK,
-            asset="validated_housing_data",
-            blocking=True,
-            description="At most 1% (configurable) of input rows break a row-level schema rule.",
-        ),
-        dg.AssetCheckSpec(
-            DUPLICATE_SHARE_CHECK,
-            asset="validated_housing_data",
-            blocking=True,
-            description="At most 1% (configurable) of valid rows are exact duplicates of another row.",
-        ),
-        dg.AssetCheckSpec(
-            NULL_SHARE_CHECK,
-            asset="validated_housing_data",
-            blocking=True,
-            description="Each column's share of nulls in the input is within its allowance "
-            "(5% for total_bedrooms, none elsewhere).",
-        ),
-        dg.AssetCheckSpec(
-            ENOUGH_ROWS_CHECK,
-            asset="validated_housing_data",
-            blocking=True,
-            description="At least 1,000 (configurable) valid rows remain to train on.",
-        ),
-    ],
+    check_specs=validation_check_specs(),
 )
 def validated_housing_data(
     context: dg.AssetExecutionContext,
@@ -173,13 +137,7 @@ def validated_housing_data(
         },
     )
 
-    gate = evaluate_gate(
-        outcome,
-        max_quarantine_share=config.max_quarantine_share,
-        max_duplicate_share=config.max_duplicate_share,
-        min_rows=config.min_rows,
-    )
-    for result in gate:
+    for result in evaluate_data_gate(outcome, config.to_limits()):
         yield dg.AssetCheckResult(
             check_name=result.name,
             passed=result.passed,
@@ -193,7 +151,7 @@ def validated_housing_data(
     group_name=GROUP,
     kinds={"pandas", "matplotlib"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("housing_data_profile"),
     tags={"stage": "ingestion"},
 )
 def housing_data_profile(

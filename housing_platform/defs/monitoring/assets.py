@@ -3,42 +3,32 @@
 Daily partitions. `inference_log` reads one UTC day of captures (with feedback) from the capture
 store; `drift_report` compares it with the training reference stored with the serving model version
 (Evidently); `live_model_performance` scores the served predictions against fed-back truth. Their
-checks are what the `retrain_on_drift` sensor watches.
+checks (`checks.py`) are what the `retrain_on_drift` sensor watches; run config is in `config.py`,
+the partitions in `partitions.py`.
 """
-
-import os
-from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
 from housing_platform.core import drift
 from housing_platform.core import live_quality as monitoring
+from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.metadata import column_schema_metadata, markdown_table
+from housing_platform.defs.monitoring.checks import DRIFT_CHECK, QUALITY_CHECK, drift_check_spec, quality_check_spec
+from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
+from housing_platform.defs.monitoring.partitions import daily_partitions, day_window
 from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
 MONITORING_EXPERIMENT = "monitoring"
-DRIFT_CHECK = "no_feature_drift"
-QUALITY_CHECK = "no_quality_degradation"
-
-# Partitions start on a fixed day; end_offset=1 includes today, which the hourly schedule refreshes.
-MONITORING_START_DATE = os.environ.get("HOUSING_MONITORING_START_DATE", "2026-01-01")
-daily_partitions = dg.DailyPartitionsDefinition(start_date=MONITORING_START_DATE, end_offset=1, timezone="UTC")
-
-
-def _day_window(partition_key: str) -> tuple[datetime, datetime]:
-    start = datetime.strptime(partition_key, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "sqlalchemy"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("inference_log"),
     partitions_def=daily_partitions,
     tags={"stage": "monitoring"},
     deps=["live_endpoint_captures"],
@@ -52,7 +42,7 @@ def inference_log(context: dg.AssetExecutionContext, capture_store: CaptureStore
     Metadata gives latency percentiles, the share of out-of-range rows, the model versions seen and
     the labelled count, each plotted over partitions in the UI.
     """
-    start, end = _day_window(context.partition_key)
+    start, end = day_window(context.partition_key)
     store = capture_store.store()
     try:
         frame = store.read_captures(start, end, with_feedback=True)
@@ -82,15 +72,6 @@ def inference_log(context: dg.AssetExecutionContext, capture_store: CaptureStore
     )
 
 
-class DriftReportConfig(dg.Config):
-    """Drift thresholds (Evidently's defaults; see `housing_platform/core/drift.py`)."""
-
-    min_rows: int = Field(200, description="Below this many captured rows the verdict is 'insufficient data'.")
-    drift_share: float = Field(0.5, description="Share of drifted features that makes the whole dataset drift.")
-    key_features: list[str] = Field(["median_income"], description="Features whose drift alone fails the check.")
-    max_rows: int = Field(50_000, description="Larger days are compared on a seeded uniform sample of this size.")
-
-
 def _serving_version(frame: pd.DataFrame) -> str | None:
     if frame.empty:
         return None
@@ -101,20 +82,10 @@ def _serving_version(frame: pd.DataFrame) -> str | None:
     group_name=GROUP,
     kinds={"evidently", "mlflow"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("drift_report", DriftReportConfig),
     partitions_def=daily_partitions,
     tags={"stage": "monitoring"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            DRIFT_CHECK,
-            asset="drift_report",
-            # Evaluated per day, so the UI and the sensor can say which day drifted.
-            partitions_def=daily_partitions,
-            description="Fails on dataset drift (share of drifted features ≥ 0.5) or drift in a key feature "
-            "(median_income). Passes with 'insufficient data' on a quiet day. The `retrain_on_drift` "
-            "sensor launches retraining when it fails.",
-        )
-    ],
+    check_specs=[drift_check_spec()],
 )
 def drift_report(
     context: dg.AssetExecutionContext,
@@ -136,12 +107,7 @@ def drift_report(
     """
     date = context.partition_key
     version = _serving_version(inference_log)
-    drift_config = drift.DriftConfig(
-        min_rows=config.min_rows,
-        drift_share=config.drift_share,
-        key_features=tuple(config.key_features),
-        max_rows=config.max_rows,
-    )
+    drift_config = config.to_drift_config()
     registry = mlflow_tracking.registry()
     if version is None:
         reference = None
@@ -202,27 +168,14 @@ def drift_report(
     )
 
 
-class LivePerformanceConfig(dg.Config):
-    tolerance: float = Field(0.15, description="Allowed excess of live RMSE over the version's evaluation RMSE.")
-    min_labelled_rows: int = Field(100, description="Fewest labelled rows a version needs to be judged.")
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "mlflow"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("live_model_performance", LivePerformanceConfig),
     partitions_def=daily_partitions,
     tags={"stage": "monitoring"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            QUALITY_CHECK,
-            asset="live_model_performance",
-            partitions_def=daily_partitions,
-            description="Fails when a model version's RMSE on labelled traffic exceeds its evaluation RMSE "
-            "by more than 15% (configurable), judged only with at least 100 labelled rows.",
-        )
-    ],
+    check_specs=[quality_check_spec()],
 )
 def live_model_performance(
     context: dg.AssetExecutionContext,

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from housing_platform.core import features
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, PREVIOUS_ALIAS, git_commit, model_artifacts
-from housing_platform.defs.resources import MLflowResource
+from housing_platform.core import features
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
+from housing_platform.defs.code_versions import asset_code_version
+from housing_platform.defs.resources import MLflowResource
 
 GROUP = "registry"
 OWNERS = ["team:ml-platform"]
@@ -34,7 +35,7 @@ def _data_version(context: dg.AssetExecutionContext, asset: str) -> str:
     group_name=GROUP,
     kinds={"mlflow"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("registered_model_version", RegistrationConfig),
     tags={"stage": "registry"},
 )
 def registered_model_version(

@@ -9,6 +9,7 @@ from pydantic import Field
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS
 from housing_platform.adapters.model_uri import ModelReference, resolve_version
 from housing_platform.core.schema import FEATURE_COLUMNS
+from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.metadata import markdown_table
 from housing_platform.defs.registry import assets as registry_assets
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
@@ -63,7 +64,7 @@ class BatchScoringConfig(dg.Config):
     group_name=GROUP,
     kinds={"pandas", "mlflow"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("batch_predictions", BatchScoringConfig),
     tags={"stage": "serving"},
     deps=[registry_assets.registered_model_version],
 )

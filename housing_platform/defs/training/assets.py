@@ -1,30 +1,29 @@
 """Training: split → fitted transformer → trained Keras model → evaluation report (the gate).
 
 Each asset is a thin shell: the work is done by plain modules (`splits`, `features`, `model`,
-`evaluation`, `gate`) that the server and notebooks import too. Files (skops transformer, `.keras`
+`evaluation`, `model_gate`) that the server and notebooks import too. Run config is in `config.py`, the
+gate's blocking checks on `evaluation_report` in `checks.py`. Files (skops transformer, `.keras`
 network, plots) go to `<state>/artifacts/<kind>/<run id>.*`, so a new run never overwrites what an
 earlier version was trained from; asset values are small JSON documents pointing at them.
 """
 
 import time
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from housing_platform.core import evaluation
-from housing_platform.core import features
-from housing_platform.core import model_gate as gate
-from housing_platform.core import live_quality as monitoring
-from housing_platform.core import splits
-from housing_platform.defs.metadata import column_schema_metadata, markdown_table, png_markdown
 from housing_platform.adapters.mlflow_registry import sha256_of
-from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+from housing_platform.core import evaluation, features, splits
+from housing_platform.core import live_quality as monitoring
+from housing_platform.core.model_gate import evaluate_model_gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.validation import validate_housing_frame
+from housing_platform.defs.code_versions import asset_code_version
+from housing_platform.defs.metadata import column_schema_metadata, markdown_table, png_markdown
+from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
 
 GROUP = "training"
 OWNERS = ["team:ml-platform"]
@@ -40,7 +39,7 @@ def _frames(housing_splits: pd.DataFrame) -> splits.Splits:
     group_name=GROUP,
     kinds={"pandas", "sqlalchemy"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("training_data"),
     tags={"stage": "training"},
 )
 def training_data(
@@ -85,7 +84,7 @@ def training_data(
     group_name=GROUP,
     kinds={"pandas"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("housing_splits"),
     tags={"stage": "training"},
 )
 def housing_splits(context: dg.AssetExecutionContext, training_data: pd.DataFrame) -> dg.Output[pd.DataFrame]:
@@ -119,7 +118,7 @@ def housing_splits(context: dg.AssetExecutionContext, training_data: pd.DataFram
     group_name=GROUP,
     kinds={"sklearn"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("fitted_transformer"),
     tags={"stage": "training"},
 )
 def fitted_transformer(
@@ -164,50 +163,11 @@ def fitted_transformer(
     )
 
 
-def _default(name: str):
-    """Launchpad defaults come from `model.TrainingConfig`, the one place the tuned values live."""
-
-    def factory():
-        from housing_platform.core.model import TrainingConfig
-
-        value = getattr(TrainingConfig(), name)
-        return list(value) if isinstance(value, tuple) else value
-
-    return factory
-
-
-class TrainingRunConfig(dg.Config):
-    """Hyper-parameters of the network (the defaults meet the quality target)."""
-
-    hidden_units: list[int] = Field(default_factory=_default("hidden_units"), description="Units per hidden Dense layer.")
-    activation: str = Field(default_factory=_default("activation"), description="Hidden-layer activation.")
-    dropout: float = Field(default_factory=_default("dropout"), description="Dropout after each hidden layer.")
-    learning_rate: float = Field(default_factory=_default("learning_rate"), description="Adam's initial learning rate.")
-    epochs: int = Field(default_factory=_default("epochs"), description="Maximum epochs; early stopping ends sooner.")
-    batch_size: int = Field(default_factory=_default("batch_size"), description="Rows per gradient step.")
-    patience: int = Field(default_factory=_default("patience"), description="Flat validation epochs before stopping.")
-    reduce_lr_patience: int = Field(
-        default_factory=_default("reduce_lr_patience"), description="Flat epochs before halving the learning rate."
-    )
-    target_transform: str = Field(
-        default_factory=_default("target_transform"), description="'log', 'scale' or 'none' (target during training)."
-    )
-    clip_predictions: bool = Field(
-        default_factory=_default("clip_predictions"), description="Clip predictions to [0, 500,001]."
-    )
-    seed: int = Field(default_factory=_default("seed"), description="Seed of weights and shuffling.")
-
-    def to_training_config(self):
-        from housing_platform.core.model import TrainingConfig
-
-        return TrainingConfig(**self.model_dump())
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"tensorflow", "keras", "mlflow"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("trained_model", TrainingRunConfig),
     tags={"stage": "training"},
 )
 def trained_model(
@@ -275,21 +235,11 @@ def trained_model(
     )
 
 
-class EvaluationConfig(dg.Config):
-    """The gate's limits (also recorded in the report, so each verdict can be re-read later)."""
-
-    max_rmse_dollars: float = Field(55_000.0, description="Largest acceptable test RMSE, USD.")
-    min_improvement_over_linear: float = Field(0.10, description="Required RMSE reduction vs. LinearRegression.")
-    max_regression_vs_champion: float = Field(0.01, description="Allowed RMSE increase vs. the champion on the same rows.")
-    max_slice_rmse_ratio: float = Field(1.6, description="Largest slice RMSE as a multiple of the overall RMSE.")
-    min_slice_rows: int = Field(100, description="Smallest slice (test rows) the slice rule applies to.")
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"sklearn", "mlflow"},
     owners=OWNERS,
-    code_version="1",
+    code_version=asset_code_version("evaluation_report", EvaluationConfig),
     tags={"stage": "evaluation"},
 )
 def evaluation_report(
@@ -343,7 +293,7 @@ def evaluation_report(
 
     plot_dir = housing_state.folder("reports", "evaluation", context.run.run_id)
     plots = evaluation.write_plots(y_test, predictions, plot_dir, slices=slices, title="candidate")
-    thresholds = gate.GateThresholds(**config.model_dump())
+    thresholds = config.to_thresholds()
     report = {
         "metrics": metrics,
         "baselines": baselines,
@@ -355,7 +305,7 @@ def evaluation_report(
         "gate_thresholds": thresholds.model_dump(),
         "plots": {name: str(path) for name, path in plots.items()},
     }
-    verdicts = gate.evaluate_gate(report, thresholds)
+    verdicts = evaluate_model_gate(report, thresholds)
     report["gate"] = {name: {"passed": v.passed, "skipped": v.skipped, "description": v.description}
                       for name, v in verdicts.items()}
 
@@ -398,42 +348,3 @@ def comparison_table(metrics: dict, baselines: dict, champion: dict | None) -> p
         rows.append({"model": f"champion v{champion['version']}", **champion["metrics"]})
     table = pd.DataFrame(rows)[["model", *evaluation.METRIC_NAMES]]
     return table.sort_values("rmse", kind="stable").reset_index(drop=True)
-
-
-def _gate_check(check_name: str, description: str):
-    @dg.asset_check(
-        asset=evaluation_report,
-        name=check_name,
-        blocking=True,
-        description=description,
-    )
-    def _check(evaluation_report: dict) -> dg.AssetCheckResult:
-        verdict = gate.evaluate_gate(evaluation_report)[check_name]
-        return dg.AssetCheckResult(
-            passed=verdict.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=verdict.description,
-            metadata={"skipped": verdict.skipped, **{k: _metadata_value(v) for k, v in verdict.details.items()}},
-        )
-
-    return _check
-
-
-def _metadata_value(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return dg.MetadataValue.float(float(value))
-    return dg.MetadataValue.text(str(value))
-
-
-gate_checks = [
-    _gate_check(gate.RMSE_CHECK, "Test RMSE is at most `max_rmse_dollars` (default $55,000)."),
-    _gate_check(gate.LINEAR_BASELINE_CHECK, "Test RMSE is at least 10% below the LinearRegression baseline's."),
-    _gate_check(
-        gate.CHAMPION_CHECK,
-        "Test RMSE is no more than 1% above the current champion's on the same test rows "
-        "(skipped, with the reason recorded, when there is no champion yet).",
-    ),
-    _gate_check(gate.SLICE_CHECK, "No slice with ≥ 100 test rows has an RMSE above 1.6× the overall RMSE."),
-]

@@ -1,0 +1,23 @@
+"""The two jobs automation launches: retraining (from the sensor) and monitoring (from the schedule)."""
+
+import dagster as dg
+
+RETRAINING_JOB = "retraining_job"
+MONITORING_JOB = "monitoring_job"
+
+# training_data → housing_splits → fitted_transformer → trained_model → evaluation_report (gate)
+# → registered_model_version. The gate's blocking checks still decide whether the champion moves.
+retraining_selection = dg.AssetSelection.assets("training_data").downstream() & dg.AssetSelection.groups(
+    "training", "registry"
+)
+retraining_job = dg.define_asset_job(
+    RETRAINING_JOB,
+    selection=retraining_selection,
+    description="Retrain on base + labelled live data and promote through the evaluation gate.",
+    tags={"housing_platform/kind": "retraining"},
+)
+monitoring_job = dg.define_asset_job(
+    MONITORING_JOB,
+    selection=dg.AssetSelection.groups("monitoring"),
+    description="Read a day's captures, compute drift and live quality.",
+)

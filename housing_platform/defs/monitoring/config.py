@@ -1,0 +1,37 @@
+"""Run config of the monitoring assets: drift thresholds and the live-quality tolerance."""
+
+import dagster as dg
+from pydantic import Field
+
+from housing_platform.core.drift import DriftConfig
+from housing_platform.defs.config_fields import field_from
+
+
+class DriftReportConfig(dg.Config):
+    """Drift thresholds; defaults come from `core.drift.DriftConfig` (Evidently's defaults)."""
+
+    min_rows: int = field_from(
+        DriftConfig, "min_rows", "Below this many captured rows the verdict is 'insufficient data'."
+    )
+    drift_share: float = field_from(
+        DriftConfig, "drift_share", "Share of drifted features that makes the whole dataset drift."
+    )
+    key_features: list[str] = field_from(DriftConfig, "key_features", "Features whose drift alone fails the check.")
+    max_rows: int = field_from(
+        DriftConfig, "max_rows", "Larger days are compared on a seeded uniform sample of this size."
+    )
+
+    def to_drift_config(self) -> DriftConfig:
+        return DriftConfig(
+            min_rows=self.min_rows,
+            drift_share=self.drift_share,
+            key_features=tuple(self.key_features),
+            max_rows=self.max_rows,
+        )
+
+
+class LivePerformanceConfig(dg.Config):
+    """When live quality counts as degraded (see `core.live_quality.quality_verdict`)."""
+
+    tolerance: float = Field(0.15, description="Allowed excess of live RMSE over the version's evaluation RMSE.")
+    min_labelled_rows: int = Field(100, description="Fewest labelled rows a version needs to be judged.")

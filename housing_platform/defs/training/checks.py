@@ -1,0 +1,61 @@
+"""The promotion gate: four blocking checks on `evaluation_report`.
+
+Each check re-reads the rule's verdict from the report with `core.model_gate.evaluate_model_gate`, using
+the thresholds recorded in the report (the run config of that evaluation). They are blocking, so when one
+fails `registered_model_version` does not run and the `champion` alias stays where it is. Descriptions
+are formatted from `GateThresholds`' defaults, the one home of the gate's limits.
+"""
+
+import dagster as dg
+
+from housing_platform.core.model_gate import (
+    CHAMPION_CHECK,
+    GATE_CHECKS,
+    LINEAR_BASELINE_CHECK,
+    RMSE_CHECK,
+    SLICE_CHECK,
+    GateThresholds,
+    evaluate_model_gate,
+)
+from housing_platform.defs.training.assets import evaluation_report
+
+__all__ = ["CHAMPION_CHECK", "GATE_CHECKS", "LINEAR_BASELINE_CHECK", "RMSE_CHECK", "SLICE_CHECK", "gate_checks"]
+
+
+def gate_check_descriptions(thresholds: GateThresholds | None = None) -> dict[str, str]:
+    """What each rule checks, stated with ``thresholds`` (default: the configured defaults)."""
+    limits = thresholds or GateThresholds()
+    return {
+        RMSE_CHECK: f"Test RMSE is at most `max_rmse_dollars` (default ${limits.max_rmse_dollars:,.0f}).",
+        LINEAR_BASELINE_CHECK: f"Test RMSE is at least {limits.min_improvement_over_linear:.0%} below the "
+        "LinearRegression baseline's.",
+        CHAMPION_CHECK: f"Test RMSE is no more than {limits.max_regression_vs_champion:.0%} above the current "
+        "champion's on the same test rows (skipped, with the reason recorded, when there is no champion yet).",
+        SLICE_CHECK: f"No slice with ≥ {limits.min_slice_rows:,} test rows has an RMSE above "
+        f"{limits.max_slice_rmse_ratio:g}× the overall RMSE.",
+    }
+
+
+def _metadata_value(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return dg.MetadataValue.float(float(value))
+    return dg.MetadataValue.text(str(value))
+
+
+def _gate_check(check_name: str, description: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=evaluation_report, name=check_name, blocking=True, description=description)
+    def _check(evaluation_report: dict) -> dg.AssetCheckResult:
+        verdict = evaluate_model_gate(evaluation_report)[check_name]
+        return dg.AssetCheckResult(
+            passed=verdict.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=verdict.description,
+            metadata={"skipped": verdict.skipped, **{k: _metadata_value(v) for k, v in verdict.details.items()}},
+        )
+
+    return _check
+
+
+gate_checks = [_gate_check(name, description) for name, description in gate_check_descriptions().items()]
