@@ -6,8 +6,6 @@ import ast
 import importlib.util
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerfo
 from housing_platform.defs.registry.assets import RegistrationConfig
 from housing_platform.defs.serving.assets import BatchScoringConfig
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
+from housing_platform.devtools.processes import NotReady, free_port, stop, wait_until
 
 RUN_CONFIG = {
     "validated_housing_data": ValidationGateConfig,
@@ -151,40 +150,34 @@ def _load_standins(path: Path):
     return module
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Webserver:
     """`dagster-webserver -f <file>` on a free loopback port, answering GraphQL for ``dagster_home``."""
 
     def __init__(self, code: Path, dagster_home: Path, log: Path):
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}/graphql"
         command = [str(Path(sys.executable).parent / "dagster-webserver"), "-f", str(code), "-h", "127.0.0.1",
                    "-p", str(port)]
-        env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
-        self._log = log.open("wb")
+        self.log = log.open("wb")
         # A session of its own: the webserver's code-server child stops with it.
-        self.process = subprocess.Popen(command, env=env, cwd=code.parent, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(command, env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+                                        cwd=code.parent, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
 
     def query(self, text: str) -> dict:
         import httpx
 
-        deadline = time.monotonic() + WEBSERVER_START_SECONDS
-        while True:
-            assert self.process.poll() is None, f"dagster-webserver exited: see {self._log.name}"
+        def answer() -> dict:
             try:
                 data = httpx.post(self.url, json={"query": text}, timeout=30.0).json()
-                if data.get("data") and not data.get("errors"):
-                    return data["data"]
-            except (httpx.TransportError, ValueError):
-                pass
-            assert time.monotonic() < deadline, f"no GraphQL answer: see {self._log.name}"
-            time.sleep(0.3)
+            except (httpx.TransportError, ValueError) as error:
+                raise NotReady(str(error)) from None
+            if not data.get("data") or data.get("errors"):
+                raise NotReady(str(data)[:500])
+            return data["data"]
+
+        return wait_until(answer, what=f"dagster-webserver's GraphQL at {self.url}", process=self.process,
+                          timeout_seconds=WEBSERVER_START_SECONDS, log_path=Path(self.log.name))
 
     def staleness(self) -> dict[str, tuple[str, set[tuple[str, str, str]]]]:
         """Per asset: its stale status and its root causes as (asset, category, reason)."""
@@ -199,15 +192,9 @@ class Webserver:
 
     def close(self) -> None:
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            stop(self.process, group=True)
         finally:
-            self._log.close()
+            self.log.close()
 
 
 @pytest.mark.slow
