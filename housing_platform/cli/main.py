@@ -45,7 +45,8 @@ def command_validate(args: argparse.Namespace) -> int:
     from housing_platform.core.validation import (
         StructuralValidationError,
         UnreadableDataError,
-        evaluate_data_gate as evaluate_gate,
+        DataGateLimits,
+        evaluate_data_gate,
         read_housing_csv,
         validate_housing_frame,
     )
@@ -68,12 +69,8 @@ def command_validate(args: argparse.Namespace) -> int:
     if len(outcome.summary):
         print("\nrow-level rule failures:")
         _print_rule_table(outcome.summary.to_dict("records"))
-    gate = evaluate_gate(
-        outcome,
-        max_quarantine_share=args.max_quarantine_share,
-        max_duplicate_share=args.max_duplicate_share,
-        min_rows=args.min_rows,
-    )
+    limits = DataGateLimits(**{name: getattr(args, name) for name in DataGateLimits.model_fields})
+    gate = evaluate_data_gate(outcome, limits)
     print("\ngate:")
     for result in gate:
         print(f"  {'PASS' if result.passed else 'FAIL'}  {result.name}: {result.description}")
@@ -261,9 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the training schema and gate to any CSV. Exit 0: passes; 1: fails; 2: unreadable.",
     )
     validate.add_argument("path", help="CSV file with the district columns")
-    validate.add_argument("--max-quarantine-share", type=float, default=0.01, help="default: 0.01")
-    validate.add_argument("--max-duplicate-share", type=float, default=0.01, help="default: 0.01")
-    validate.add_argument("--min-rows", type=int, default=1_000, help="default: 1000")
+    from housing_platform.core.validation import DataGateLimits
+
+    for name, field in DataGateLimits.model_fields.items():  # one option per limit, defaults from their home
+        validate.add_argument(
+            f"--{name.replace('_', '-')}", type=field.annotation, default=field.default,
+            help=f"{field.description} (default: {field.default:g})",
+        )
     validate.set_defaults(handler=command_validate)
 
     from housing_platform.devtools.scenarios import SCENARIOS
