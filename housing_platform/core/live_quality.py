@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, Field
 
-from housing_platform.core.evaluation import regression_metrics
+from housing_platform.core.metrics import regression_metrics
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 
 PERFORMANCE_COLUMNS = [
@@ -81,7 +82,18 @@ class QualityVerdict:
     judged_versions: list[str]
 
 
-def quality_verdict(performance: pd.DataFrame, tolerance: float = 0.15, min_labelled: int = 100) -> QualityVerdict:
+class QualityLimits(BaseModel):
+    """When live quality counts as degraded: the one home of these defaults (asset config, checks, README)."""
+
+    tolerance: float = Field(0.15, ge=0, description="Allowed excess of live RMSE over the version's evaluation RMSE.")
+    min_labelled_rows: int = Field(100, ge=1, description="Fewest labelled rows a version needs to be judged.")
+
+
+def quality_verdict(
+    performance: pd.DataFrame,
+    tolerance: float = QualityLimits.model_fields["tolerance"].default,
+    min_labelled: int = QualityLimits.model_fields["min_labelled_rows"].default,
+) -> QualityVerdict:
     """Fail when a version's live RMSE exceeds its evaluation RMSE by more than ``tolerance``.
 
     Versions with fewer than ``min_labelled`` labelled rows are not judged: a handful of labels

@@ -131,13 +131,14 @@ def _with_inverse_target(
 def _progress_callback(log, dollars_model, X_val, y_val, epochs: int):
     """A Keras callback: per epoch, the validation RMSE in dollars into ``logs`` and a line to ``log``."""
     import keras
-    from sklearn.metrics import root_mean_squared_error
+
+    from housing_platform.core.metrics import regression_metrics
 
     class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             predictions = _call(dollars_model, X_val)
-            logs["val_rmse"] = float(root_mean_squared_error(y_val, predictions))
+            logs["val_rmse"] = regression_metrics(y_val, predictions)["rmse"]
             logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
             if log is not None:
                 log(

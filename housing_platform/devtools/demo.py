@@ -46,6 +46,7 @@ def run_demo() -> int:
     from housing_platform.devtools import loop
     from housing_platform.devtools.model_server import ModelServer
     from housing_platform.defs import sensors
+    from housing_platform.defs.monitoring.partitions import today_partition_key
     from housing_platform.defs.definitions import build_definitions
     from housing_platform.adapters.mlflow_registry import ModelRegistry
     from housing_platform.devtools.simulator import simulate
@@ -128,7 +129,7 @@ def run_demo() -> int:
                 else:
                     story.append(f"sensor → retraining → the gate kept v{before.version} as champion")
 
-        partition = sensors.today_partition_key()
+        partition = today_partition_key()
         drift_html = settings.reports_dir / "drift" / f"{partition}.html"
         elapsed = time.perf_counter() - started
         print(f"\n=== what happened ({elapsed:.0f} s) ===")

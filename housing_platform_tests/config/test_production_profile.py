@@ -322,10 +322,10 @@ def test_s3_io_manager_does_not_serve_a_stale_parquet_after_the_value_became_jso
 
 @pytest.mark.postgres
 def test_postgres_instance_records_ingestion_runs_and_gate_checks(production):
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
-    from housing_platform.defs.ingestion.assets import VALIDATION_CHECKS, raw_housing_data, validated_housing_data
+    from housing_platform.defs.ingestion.assets import raw_housing_data, validated_housing_data
+    from housing_platform.defs.ingestion.checks import VALIDATION_CHECKS
 
     dagster_home = write_production_dagster_yaml(production)
     assert dagster_home == production.housing.dagster_home
@@ -348,7 +348,7 @@ def test_postgres_instance_records_ingestion_runs_and_gate_checks(production):
         assert set(latest) == set(check_keys)
         for record in latest.values():
             assert record.run_id == run_id
-            assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+            assert record.event.asset_check_evaluation.passed
 
         defs = dg.Definitions(assets=[raw_housing_data, validated_housing_data], resources=resources)
         validated = defs.load_asset_value("validated_housing_data", instance=instance)

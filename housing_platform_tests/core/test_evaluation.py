@@ -12,12 +12,12 @@ from housing_platform.core.evaluation import (
     SLICE_COLUMNS,
     baseline_predictions,
     income_quantile_edges,
-    regression_metrics,
     slice_metrics,
     write_loss_curves,
     write_plots,
 )
-from housing_platform.core.schema import ALL_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, TARGET_COLUMN
+from housing_platform.core.metrics import regression_metrics
+from housing_platform.core.schema import OCEAN_PROXIMITY_CATEGORIES, TARGET_COLUMN
 from housing_platform_tests.factories import make_districts
 
 

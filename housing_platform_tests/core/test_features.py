@@ -22,7 +22,6 @@ from housing_platform.core.features import (
     transform,
 )
 from housing_platform.core.schema import (
-    ALL_COLUMNS,
     NUMERIC_FEATURE_COLUMNS,
     OCEAN_PROXIMITY_CATEGORIES,
     TARGET_COLUMN,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from housing_platform.core.schema import ALL_COLUMNS, FEATURE_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, TARGET_COLUMN
+from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import (
     SPLIT_NAMES,
     TEST_BUCKETS,

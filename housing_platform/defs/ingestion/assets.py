@@ -20,8 +20,7 @@ from housing_platform.core.validation import (
 )
 from housing_platform.defs.code_versions import asset_code_version
 
-# VALIDATION_CHECKS is re-exported for callers that still import the check names from here.
-from housing_platform.defs.ingestion.checks import VALIDATION_CHECKS, validation_check_specs  # noqa: F401
+from housing_platform.defs.ingestion.checks import validation_check_specs
 from housing_platform.defs.ingestion.config import ValidationGateConfig
 from housing_platform.defs.metadata import column_schema_metadata, markdown_table
 from housing_platform.defs.resources import HousingStateResource

@@ -1,9 +1,9 @@
 """Run config of the monitoring assets: drift thresholds and the live-quality tolerance."""
 
 import dagster as dg
-from pydantic import Field
 
 from housing_platform.core.drift import DriftConfig
+from housing_platform.core.live_quality import QualityLimits
 from housing_platform.defs.config_fields import field_from
 
 
@@ -33,5 +33,5 @@ class DriftReportConfig(dg.Config):
 class LivePerformanceConfig(dg.Config):
     """When live quality counts as degraded (see `core.live_quality.quality_verdict`)."""
 
-    tolerance: float = Field(0.15, description="Allowed excess of live RMSE over the version's evaluation RMSE.")
-    min_labelled_rows: int = Field(100, description="Fewest labelled rows a version needs to be judged.")
+    tolerance: float = field_from(QualityLimits, "tolerance")
+    min_labelled_rows: int = field_from(QualityLimits, "min_labelled_rows")

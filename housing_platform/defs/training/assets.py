@@ -15,6 +15,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from housing_platform.adapters.mlflow_registry import sha256_of
+from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
 from housing_platform.core import evaluation, features, splits
 from housing_platform.core import live_quality as monitoring
 from housing_platform.core.model_gate import evaluate_model_gate
@@ -270,13 +271,13 @@ def evaluation_report(
     y_test = parts.test[TARGET_COLUMN].to_numpy()
     predictions = keras_model.predict(network, x_test, training_config)
 
-    metrics = evaluation.regression_metrics(y_test, predictions)
+    metrics = regression_metrics(y_test, predictions)
     slices = evaluation.slice_metrics(parts.test, y_test, predictions)
     # One BLAS/OpenMP thread: beside TensorFlow's thread pools, spinning OpenMP workers made the
     # baselines 10-20x slower on 2 cores (HistGradientBoosting: 65 s instead of 4 s).
     with threadpool_limits(limits=1):
         baseline_values = evaluation.baseline_predictions(parts.train, parts.test, transformer)
-    baselines = {name: evaluation.regression_metrics(y_test, values) for name, values in baseline_values.items()}
+    baselines = {name: regression_metrics(y_test, values) for name, values in baseline_values.items()}
 
     champion = None
     registry = mlflow_tracking.registry()
@@ -288,7 +289,7 @@ def evaluation_report(
             "version": current.version,
             "model_uri": current.model_uri,
             "model_sha256": current.tags.get("model_sha256"),
-            "metrics": evaluation.regression_metrics(y_test, np.asarray(champion_predictions)),
+            "metrics": regression_metrics(y_test, np.asarray(champion_predictions)),
         }
 
     plot_dir = housing_state.folder("reports", "evaluation", context.run.run_id)
@@ -346,5 +347,5 @@ def comparison_table(metrics: dict, baselines: dict, champion: dict | None) -> p
     rows += [{"model": name, **values} for name, values in baselines.items()]
     if champion:
         rows.append({"model": f"champion v{champion['version']}", **champion["metrics"]})
-    table = pd.DataFrame(rows)[["model", *evaluation.METRIC_NAMES]]
+    table = pd.DataFrame(rows)[["model", *METRIC_NAMES]]
     return table.sort_values("rmse", kind="stable").reset_index(drop=True)
