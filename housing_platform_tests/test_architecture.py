@@ -22,6 +22,17 @@ MAX_MODULE_LINES = 400
 DAGSTER = ("dagster",)
 WEB = ("fastapi", "starlette")
 # Which packages each layer may not import (top-level names; `dagster_aws` & co. count as Dagster).
+# Each layer may import the layers listed for it (and itself), nothing above: see docs/architecture.md.
+ALLOWED_LAYER_IMPORTS = {
+    "config": set(),
+    "core": {"config"},
+    "scoring": {"config", "core"},
+    "adapters": {"config", "core", "scoring"},
+    "server": {"config", "core", "scoring", "adapters"},
+    "defs": {"config", "core", "scoring", "adapters"},
+    "cli": {"config", "core", "scoring", "adapters", "server", "devtools"},
+    "devtools": {"config", "core", "scoring", "adapters", "server", "defs"},
+}
 FORBIDDEN_BY_LAYER = {
     "core": DAGSTER + WEB,
     "scoring": DAGSTER + WEB,
@@ -133,3 +144,25 @@ def test_the_import_reader_sees_private_lazy_and_relative_imports() -> None:
         (5, "housing_platform_tests.defs.test_sensors"),
         (6, "dagster._check"),
     ]
+
+
+def _layer_of(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == PACKAGE.name else None
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED_LAYER_IMPORTS))
+def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
+    allowed = ALLOWED_LAYER_IMPORTS[layer] | {layer}
+    offending = [
+        f"{where(path, line)}: {name}"
+        for path in python_files(f"{PACKAGE.name}/{layer}")
+        for line, name in imports(path)
+        if (target := _layer_of(name)) is not None and target not in allowed
+    ]
+    assert not offending, f"{layer} may import only {sorted(allowed)}:\n" + "\n".join(offending)
+
+
+def test_every_layer_of_the_package_has_import_rules() -> None:
+    layers = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    assert layers == set(ALLOWED_LAYER_IMPORTS)

@@ -9,7 +9,8 @@
   and reports.
 
 The first half is plain Python (pydantic, SQLAlchemy URL parsing, YAML): the CLI reads it to write
-``dagster.yaml`` and create the databases. Only :func:`production_resources` imports Dagster.
+``dagster.yaml`` and create the databases. Nothing here imports Dagster: the production resource
+set is built in ``housing_platform/defs/resources.py``.
 
 No password is written anywhere by this module: ``HOUSING_POSTGRES_URL`` must not carry one (it is
 refused), ``HOUSING_POSTGRES_PASSWORD`` holds it, ``dagster.yaml`` refers to that variable by name,
@@ -267,23 +268,3 @@ def apply_production_environment(settings: ProductionSettings) -> None:
         os.environ.setdefault("AWS_DEFAULT_REGION", settings.aws_region)
     if settings.postgres_password is not None:
         os.environ.setdefault("PGPASSWORD", settings.postgres_password.get_secret_value())
-
-
-def production_resources(settings: ProductionSettings) -> dict[str, Any]:
-    """The resource dict of ``Definitions`` for the production profile (same keys as the embedded one)."""
-    from dagster_aws.s3 import S3Resource
-
-    from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
-    from housing_platform.defs.io_manager import ParquetJsonIOManager
-
-    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
-    return {
-        "housing_state": HousingStateResource.from_settings(settings.housing),
-        "mlflow_tracking": MLflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifact_root=settings.mlflow_artifact_root,
-            ui_url=settings.housing.mlflow_ui_url,
-        ),
-        "capture_store": CaptureStoreResource(url=settings.capture_url),
-        "io_manager": ParquetJsonIOManager(base_dir=settings.storage_uri, s3=s3),
-    }

@@ -13,13 +13,6 @@ import warnings
 import dagster as dg
 
 from housing_platform.config.environment import apply_process_defaults
-from housing_platform.config.profiles import (
-    PRODUCTION,
-    ProductionSettings,
-    active_profile,
-    apply_production_environment,
-    production_resources,
-)
 from housing_platform.config.settings import HousingSettings
 
 
@@ -34,25 +27,15 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     # Imported after the process defaults so library telemetry and caches are set up first.
     from housing_platform.defs import jobs, schedules, sensors
     from housing_platform.defs.ingestion import assets as ingestion
-    from housing_platform.defs.io_manager import ParquetJsonIOManager
     from housing_platform.defs.monitoring import assets as monitoring
     from housing_platform.defs.registry import assets as registry
-    from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+    from housing_platform.defs.resources import resources_for_profile
     from housing_platform.defs.serving import assets as serving
     from housing_platform.defs.training import assets as training
     from housing_platform.defs.training import checks as training_checks
 
-    resources = {
-        "housing_state": HousingStateResource.from_settings(settings),
-        "mlflow_tracking": MLflowResource.from_settings(settings),
-        "capture_store": CaptureStoreResource.from_settings(settings),
-        "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
-    }
-    if active_profile() == PRODUCTION:
-        # PostgreSQL for Dagster, MLflow and captures; S3 for asset values and MLflow artifacts.
-        production = ProductionSettings.from_env(settings)
-        apply_production_environment(production)
-        resources = production_resources(production)
+    # One resource set per environment (embedded or production), chosen by HOUSING_PROFILE.
+    resources = resources_for_profile(settings)
 
     asset_modules = [ingestion, training, registry, serving, monitoring]
     return dg.Definitions(

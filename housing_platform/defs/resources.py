@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from housing_platform.config.profiles import (
+    PRODUCTION,
+    ProductionSettings,
+    active_profile,
+    apply_production_environment,
+)
 from housing_platform.config.settings import HousingSettings
 
 
@@ -66,3 +73,44 @@ class CaptureStoreResource(dg.ConfigurableResource):
         from housing_platform.adapters.capture.store import CaptureStore
 
         return CaptureStore(self.url)
+
+
+# -- one resource set per deployment profile (same keys in each) -----------------------------------
+def embedded_resources(settings: HousingSettings) -> dict[str, Any]:
+    """Everything in the state folder: SQLite for MLflow and captures, asset values as local files."""
+    from housing_platform.defs.io_manager import ParquetJsonIOManager
+
+    return {
+        "housing_state": HousingStateResource.from_settings(settings),
+        "mlflow_tracking": MLflowResource.from_settings(settings),
+        "capture_store": CaptureStoreResource.from_settings(settings),
+        "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
+    }
+
+
+def production_resources(settings: ProductionSettings) -> dict[str, Any]:
+    """PostgreSQL for MLflow and captures, S3 for asset values (credentials from boto3's own chain)."""
+    from dagster_aws.s3 import S3Resource
+
+    from housing_platform.defs.io_manager import ParquetJsonIOManager
+
+    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
+    return {
+        "housing_state": HousingStateResource.from_settings(settings.housing),
+        "mlflow_tracking": MLflowResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.mlflow_artifact_root,
+            ui_url=settings.housing.mlflow_ui_url,
+        ),
+        "capture_store": CaptureStoreResource(url=settings.capture_url),
+        "io_manager": ParquetJsonIOManager(base_dir=settings.storage_uri, s3=s3),
+    }
+
+
+def resources_for_profile(settings: HousingSettings) -> dict[str, Any]:
+    """The resource set of the profile ``HOUSING_PROFILE`` names (``embedded`` unless set)."""
+    if active_profile() == PRODUCTION:
+        production = ProductionSettings.from_env(settings)
+        apply_production_environment(production)
+        return production_resources(production)
+    return embedded_resources(settings)

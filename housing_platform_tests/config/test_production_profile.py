@@ -34,9 +34,9 @@ from housing_platform.config.profiles import (
     apply_production_environment,
     dagster_yaml_for_production,
     ensure_production_databases,
-    production_resources,
     write_production_dagster_yaml,
 )
+from housing_platform.defs.resources import production_resources
 from housing_platform.config.settings import HousingSettings
 from housing_platform_tests.factories import make_districts
 
