@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny, valid district tables and an isolated state folder per test."""
+"""Shared fixtures: tiny, valid district tables, an isolated state folder per test, the local PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy import exc as sa_exc
 
 from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings
 from housing_platform_tests.factories import make_districts
+
+POSTGRES_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"  # this machine's server: trust auth
 
 
 
@@ -37,3 +41,23 @@ def housing_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Housing
     monkeypatch.setenv("HOUSING_HOME", str(home))
     monkeypatch.delenv("HOUSING_DATA_PATH", raising=False)
     return HousingSettings.from_env()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The local PostgreSQL server's URL without a database; skips, naming why, only if it does not answer."""
+    engine = create_engine(f"{POSTGRES_SERVER}/postgres", connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except sa_exc.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_SERVER}: {exc.orig}")
+    finally:
+        engine.dispose()
+    return POSTGRES_SERVER
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: str) -> str:
+    """The ``test`` database of the local PostgreSQL server."""
+    return f"{postgres_server}/test"

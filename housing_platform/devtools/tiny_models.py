@@ -27,7 +27,7 @@ import pandas as pd
 
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.config.settings import DEFAULT_DATA_PATH
-from housing_platform.devtools.processes import free_port, http_ok, wait_until  # noqa: F401 - TODO(lead): tests import free_port from here
+from housing_platform.devtools.processes import http_ok, wait_until
 
 
 TRAIN_ROWS = 3_000

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from housing_platform.adapters.capture.records import CaptureRecord
 from housing_platform.core.schema import EXAMPLE_DISTRICT
 
-POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 FEATURES = dict(EXAMPLE_DISTRICT)
 
 

@@ -1,5 +1,5 @@
 """Fixtures of the capture tests: a SQLite store in tmp_path, writers that are always closed, and a
-PostgreSQL schema of the test's own (skipped, with the reason, only when nothing answers on 5432).
+PostgreSQL schema of the test's own (on the root conftest's `postgres_url`).
 """
 
 from __future__ import annotations
@@ -8,11 +8,9 @@ import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy import exc as sa_exc
 
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
-from housing_platform_tests.adapters.capture_support import POSTGRES_URL
 
 
 @pytest.fixture
@@ -29,19 +27,6 @@ def sqlite_store(tmp_path):
     store = CaptureStore(f"sqlite:///{tmp_path / 'capture' / 'capture.db'}")
     yield store
     store.dispose()
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except sa_exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.orig}")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from housing_platform.adapters.capture.records import is_sampled
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.core.schema import FEATURE_COLUMNS
+from housing_platform.devtools.processes import free_port
 from housing_platform_tests.adapters.capture_support import make_records, wait_until
 
 # Retry fast so outages resolve within the test's time budget.
@@ -306,12 +307,6 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.postgres

@@ -10,10 +10,8 @@ start; the settings tests need no service.
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import pandas as pd
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
-from sqlalchemy import exc as sa_exc
 
 from housing_platform.config.profiles import (
     EMBEDDED,
@@ -38,18 +35,12 @@ from housing_platform.config.profiles import (
 )
 from housing_platform.defs.resources import production_resources
 from housing_platform.config.settings import HousingSettings
+from housing_platform.devtools.processes import free_port, stop, tcp_open, wait_until
 from housing_platform_tests.factories import make_districts
 
-POSTGRES_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 S3_BUCKET = "housing-platform-test"
 S3_PREFIX = "team/housing"
 MOTO_START_SECONDS = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def production_environ(**overrides: str) -> dict[str, str]:
@@ -132,19 +123,6 @@ def test_production_dagster_yaml_uses_postgres_and_never_stores_the_password(tmp
 # Services: PostgreSQL and moto's S3 server
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def postgres_server() -> str:
-    engine = create_engine(f"{POSTGRES_SERVER}/postgres", connect_args={"connect_timeout": 2})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except sa_exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_SERVER}: {exc.orig}")
-    finally:
-        engine.dispose()
-    return POSTGRES_SERVER
-
-
-@pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory) -> str:
     executable = Path(sys.executable).with_name("moto_server")
     if not executable.exists():
@@ -159,23 +137,14 @@ def moto_endpoint(tmp_path_factory) -> str:
             [str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + MOTO_START_SECONDS
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"moto_server did not start on 127.0.0.1:{port}: {log_path.read_text()[-500:]}")
-                time.sleep(0.1)
+        try:
+            wait_until(tcp_open(port), what="moto_server", timeout_seconds=MOTO_START_SECONDS, interval_seconds=0.1,
+                       process=process, log_path=log_path)
+        except (RuntimeError, TimeoutError) as error:
+            pytest.skip(f"moto_server did not start on 127.0.0.1:{port}: {error}: {log_path.read_text()[-500:]}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 10)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import threading
 import httpx
 import pytest
 
-from housing_platform.devtools.tiny_models import RegisteredModels, free_port, registered_models, wait_until_ready
+from housing_platform.devtools.processes import free_port
+from housing_platform.devtools.tiny_models import RegisteredModels, registered_models, wait_until_ready
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from housing_platform.adapters.capture.store import CaptureStore
+from housing_platform.devtools.processes import free_port
 from housing_platform.devtools.tiny_models import (
     RegisteredModels,
-    free_port,
     records,
     subprocess_env,
     wait_until_ready,
