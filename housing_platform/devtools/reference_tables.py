@@ -29,6 +29,7 @@ DEFAULTS_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "data-gate": ("housing_platform.core.validation:DataGateLimits", ()),
     "model-gate": ("housing_platform.core.model_gate:GateThresholds", ()),
     "drift": ("housing_platform.core.drift:DriftConfig", ("per_column_method", "per_column_threshold")),
+    "live-quality": ("housing_platform.core.live_quality:QualityLimits", ()),
     "serving": ("housing_platform.server.server_config:ServingConfig", ("tracking_uri", "artifact_root", "capture_url")),
 }
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import dagster as dg
 import pytest
-from pydantic import BaseModel
 
 from housing_platform.config.settings import HousingSettings
 from housing_platform.core.drift import DriftConfig
@@ -26,20 +22,7 @@ from housing_platform.defs.monitoring.checks import drift_check_spec
 from housing_platform.defs.monitoring.config import DriftReportConfig
 from housing_platform.defs.training.checks import gate_check_descriptions
 from housing_platform.defs.training.config import EvaluationConfig
-
-
-@contextmanager
-def changed_default(model: type[BaseModel], name: str, value) -> Iterator[None]:
-    """Edit a field's default in its one home, as a developer would in the source."""
-    field = model.model_fields[name]
-    original = field.default
-    field.default = value
-    model.model_rebuild(force=True)
-    try:
-        yield
-    finally:
-        field.default = original
-        model.model_rebuild(force=True)
+from housing_platform_tests.support import changed_default
 
 
 def _passed(results) -> dict[str, bool]:
