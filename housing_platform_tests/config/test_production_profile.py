@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -37,6 +36,7 @@ from housing_platform.defs.resources import production_resources
 from housing_platform.config.settings import HousingSettings
 from housing_platform.devtools.processes import free_port, stop, tcp_open, wait_until
 from housing_platform_tests.factories import make_districts
+from housing_platform_tests.support import REGIONS, round_trip_assets
 
 S3_BUCKET = "housing-platform-test"
 S3_PREFIX = "team/housing"
@@ -210,55 +210,39 @@ def bucket_keys(prefix: str) -> set[str]:
 def test_s3_io_manager_round_trips_frames_dicts_and_partitions_through_s3(production):
     io_manager = production_resources(production)["io_manager"]
     frame = make_districts(50)
-    regions = dg.StaticPartitionsDefinition(["north", "south"])
-
-    @dg.asset
-    def district_frame() -> pd.DataFrame:
-        return frame
-
-    @dg.asset
-    def district_summary() -> dict:
-        # numpy scalars and paths go through the JSON encoder of defs/io_manager.py
-        return {"rows": np.int64(50), "mean_value": np.float64(1.5), "source": Path("/data/d.csv")}
-
-    @dg.asset(partitions_def=regions)
-    def regional_counts(context: dg.AssetExecutionContext) -> dict:
-        return {"region": context.partition_key, "count": len(context.partition_key)}
-
-    @dg.asset(partitions_def=regions)
-    def regional_frame(context: dg.AssetExecutionContext, district_frame: pd.DataFrame) -> pd.DataFrame:
-        return district_frame.head(3).assign(region=context.partition_key)
+    regions = REGIONS
+    district_frame, district_summary, regional_frame, regional_rows = round_trip_assets(frame)
 
     defs = dg.Definitions(
-        assets=[district_frame, district_summary, regional_counts, regional_frame], resources={"io_manager": io_manager}
+        assets=[district_frame, district_summary, regional_frame, regional_rows], resources={"io_manager": io_manager}
     )
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([district_frame, district_summary], instance=instance, resources={"io_manager": io_manager}).success
     for region in regions.get_partition_keys():
         result = dg.materialize(
-            [district_frame, regional_counts, regional_frame],
-            selection=[regional_counts, regional_frame],
+            [district_frame, regional_frame, regional_rows],
+            selection=[regional_frame, regional_rows],
             partition_key=region,
             instance=instance,
             resources={"io_manager": io_manager},
         )
-        assert result.success  # regional_frame loaded district_frame back from S3
+        assert result.success  # regional_frame loaded district_frame, regional_rows its partition, from S3
 
     storage = f"{S3_PREFIX}/storage/"
     assert bucket_keys(storage) == {
         f"{storage}district_frame.parquet",
         f"{storage}district_summary.json",
-        f"{storage}regional_counts/north.json",
-        f"{storage}regional_counts/south.json",
         f"{storage}regional_frame/north.parquet",
         f"{storage}regional_frame/south.parquet",
+        f"{storage}regional_rows/north.json",
+        f"{storage}regional_rows/south.json",
     }
     pd.testing.assert_frame_equal(defs.load_asset_value("district_frame", instance=instance), frame)
     assert defs.load_asset_value("district_summary", instance=instance) == {
         "rows": 50, "mean_value": 1.5, "source": "/data/d.csv",
     }
-    assert defs.load_asset_value("regional_counts", partition_key="south", instance=instance) == {
-        "region": "south", "count": 5,
+    assert defs.load_asset_value("regional_rows", partition_key="south", instance=instance) == {
+        "rows": 3, "region": "south",
     }
     south = defs.load_asset_value("regional_frame", partition_key="south", instance=instance)
     assert list(south["region"]) == ["south"] * 3

@@ -8,13 +8,13 @@ import io
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pytest
 from dagster_aws.s3 import S3Resource
 
 from housing_platform.defs.io_manager import ParquetJsonIOManager
 from housing_platform_tests.factories import make_districts
+from housing_platform_tests.support import REGIONS, round_trip_assets
 
 BUCKET = "housing-values"
 PREFIX = "team/housing/storage"
@@ -62,24 +62,8 @@ def storage(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_frames_dicts_and_partitions_round_trip_as_parquet_and_json(storage: Storage) -> None:
     frame = make_districts(40)
-    regions = dg.StaticPartitionsDefinition(["north", "south"])
-
-    @dg.asset
-    def district_frame() -> pd.DataFrame:
-        return frame
-
-    @dg.asset
-    def district_summary() -> dict:
-        # numpy scalars and paths are stored as plain JSON numbers and strings
-        return {"rows": np.int64(40), "mean_value": np.float64(1.5), "source": Path("/data/d.csv")}
-
-    @dg.asset(partitions_def=regions)
-    def regional_frame(context: dg.AssetExecutionContext, district_frame: pd.DataFrame) -> pd.DataFrame:
-        return district_frame.head(3).assign(region=context.partition_key)
-
-    @dg.asset(partitions_def=regions)
-    def regional_rows(regional_frame: pd.DataFrame) -> dict:
-        return {"rows": len(regional_frame), "region": regional_frame["region"].iloc[0]}
+    regions = REGIONS
+    district_frame, district_summary, regional_frame, regional_rows = round_trip_assets(frame)
 
     resources = {"io_manager": storage.io_manager}
     with dg.instance_for_test() as instance:
