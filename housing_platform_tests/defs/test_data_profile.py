@@ -77,19 +77,24 @@ def test_the_three_plots_are_written_as_png(tmp_path: Path, districts: pd.DataFr
         assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 5_000, name
 
 
-def test_profile_asset_records_statistics_plots_and_schema(housing_settings: HousingSettings, districts_csv: Path) -> None:
+def materialize_profile(settings: HousingSettings, csv: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """raw → validated → profile for ``csv``, stored in ``settings``' state folder."""
     resources = {
-        "housing_state": HousingStateResource(home=str(housing_settings.home), data_path=str(districts_csv)),
-        "io_manager": ParquetJsonIOManager(base_dir=str(housing_settings.storage_dir)),
+        "housing_state": HousingStateResource(home=str(settings.home), data_path=str(csv)),
+        "io_manager": ParquetJsonIOManager(base_dir=str(settings.storage_dir)),
     }
+    return dg.materialize(
+        [ingestion.raw_housing_data, ingestion.validated_housing_data, ingestion.housing_data_profile],
+        instance=instance,
+        resources=resources,
+        # make_districts draws 200 rows; the row-count rule of the data gate is not under test here.
+        run_config={"ops": {"validated_housing_data": {"config": {"min_rows": 100}}}},
+    )
+
+
+def test_profile_asset_records_statistics_plots_and_schema(housing_settings: HousingSettings, districts_csv: Path) -> None:
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [ingestion.raw_housing_data, ingestion.validated_housing_data, ingestion.housing_data_profile],
-            instance=instance,
-            resources=resources,
-            # make_districts draws 200 rows; the row-count rule of the data gate is not under test here.
-            run_config={"ops": {"validated_housing_data": {"config": {"min_rows": 100}}}},
-        )
+        result = materialize_profile(housing_settings, districts_csv, instance)
         assert result.success
         metadata = result.asset_materializations_for_node("housing_data_profile")[0].metadata
         stored = instance.get_latest_materialization_event(dg.AssetKey("housing_data_profile"))
@@ -115,17 +120,8 @@ def test_the_profile_describes_the_validated_rows_not_the_raw_file(
     districts.loc[0, "median_income"] = 99.0  # breaks median_income < 16: quarantined
     csv = tmp_path / "with_a_bad_row.csv"
     districts.to_csv(csv, index=False)
-    resources = {
-        "housing_state": HousingStateResource(home=str(housing_settings.home), data_path=str(csv)),
-        "io_manager": ParquetJsonIOManager(base_dir=str(housing_settings.storage_dir)),
-    }
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [ingestion.raw_housing_data, ingestion.validated_housing_data, ingestion.housing_data_profile],
-            instance=instance,
-            resources=resources,
-            run_config={"ops": {"validated_housing_data": {"config": {"min_rows": 100}}}},
-        )
+        result = materialize_profile(housing_settings, csv, instance)
     assert result.success
     metadata = result.asset_materializations_for_node("housing_data_profile")[0].metadata
     assert metadata["profiled_rows"].value == len(districts) - 1
