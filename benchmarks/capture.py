@@ -20,32 +20,15 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from housing_platform.adapters.capture.records import CaptureRecord
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
-from housing_platform.core.schema import EXAMPLE_DISTRICT
+from housing_platform.devtools.capture_samples import make_records
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-FEATURES = dict(EXAMPLE_DISTRICT)
-
-
-def make_records(n: int) -> list[CaptureRecord]:
-    start = datetime.now(UTC)
-    return [
-        CaptureRecord.from_features(
-            FEATURES,
-            prediction=400_000.0 + i,
-            model_version="7",
-            latency_ms=2.0,
-            captured_at=start + timedelta(microseconds=i),
-        )
-        for i in range(n)
-    ]
 
 
 def measure(store: CaptureStore, rows: int, batch_size: int) -> dict[str, float]:

@@ -4,7 +4,8 @@ One readiness helper (:func:`wait_until`) for everything that starts a process a
 answer — the model server, the Dagster webserver, moto's S3 server, the benchmarks' servers — so
 each fails the same way: early, naming the process and its log, when the process exits, and with
 the last answer seen when it does not become ready in time. :func:`stop` ends a process (or its
-whole process group) by PID, gracefully first.
+whole process group) by PID, gracefully first; :class:`LoopbackService` puts the two together for a
+server on a free loopback port with a log file.
 """
 
 from __future__ import annotations
@@ -110,3 +111,57 @@ def stop(process: subprocess.Popen, timeout_seconds: float = 30.0, *, group: boo
     except subprocess.TimeoutExpired:
         send(signal.SIGKILL)
         return process.wait(timeout=10)
+
+
+class LoopbackService:
+    """A server process on a free loopback port: logged to a file, ready-checked on entry, stopped on exit.
+
+    Subclasses say how to start it (:meth:`command`, :meth:`environment`) and when it is ready
+    (:meth:`wait_ready`); ``own_process_group`` makes the stop reach the children it starts.
+    """
+
+    name = "service"
+    own_process_group = False
+    cwd: Path | None = None
+
+    def __init__(self, home: Path, port: int | None = None, log_path: Path | None = None):
+        self.port = port or free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.log_path = log_path or home / "logs" / f"{self.name}-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def wait_ready(self, timeout_seconds: float) -> object:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command(), env=self.environment(), cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=self.own_process_group,
+        )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def stop(self, timeout_seconds: float = 60.0) -> int:
+        """Stop gracefully (SIGTERM, SIGKILL after the timeout); the exit code (0 if never started)."""
+        if self.process is None:
+            return 0
+        try:
+            return stop(self.process, timeout_seconds, group=self.own_process_group)
+        finally:
+            self._log.close()
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.stop()

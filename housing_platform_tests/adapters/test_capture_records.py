@@ -16,7 +16,7 @@ from housing_platform.adapters.capture.records import (
     sampling_threshold,
 )
 from housing_platform.adapters.capture.tables import CAPTURE_COLUMNS
-from housing_platform_tests.adapters.capture_support import FEATURES, make_records
+from housing_platform.devtools.capture_samples import FEATURES, make_records
 
 
 def test_a_record_from_features_fills_id_and_time_and_converts_values():

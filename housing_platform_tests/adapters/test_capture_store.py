@@ -17,7 +17,7 @@ from housing_platform.adapters.capture.errors import DuplicateFeedback, UnknownR
 from housing_platform.adapters.capture.records import CaptureRecord
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
-from housing_platform_tests.adapters.capture_support import FEATURES, make_records
+from housing_platform.devtools.capture_samples import FEATURES, make_records
 
 
 def test_sqlite_store_runs_in_wal_mode_with_a_busy_timeout(sqlite_store, tmp_path):

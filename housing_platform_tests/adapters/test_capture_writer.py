@@ -20,8 +20,9 @@ from housing_platform.adapters.capture.records import is_sampled
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.core.schema import FEATURE_COLUMNS
+from housing_platform.devtools.capture_samples import make_records
 from housing_platform.devtools.processes import free_port
-from housing_platform_tests.adapters.capture_support import make_records, wait_until
+from housing_platform_tests.adapters.capture_support import wait_until
 
 # Retry fast so outages resolve within the test's time budget.
 FAST_RETRY = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05}
