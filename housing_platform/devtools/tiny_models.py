@@ -8,9 +8,9 @@ it twice in a throwaway MLflow registry (SQLite + local artifacts in a temp fold
 * version 2 — the same network with its output bias nudged (so every prediction differs), registered
   but not promoted: the hot-swap test promotes it.
 
-The result is memoised per process, so every test module that asks for it shares one build. It is a
-plain module (not a conftest) imported by ``test_scoring.py``, ``test_serving.py`` and
-``test_assets_serving.py``; benchmarks use it too when the state folder has no champion.
+The result is memoised per process, so every test module that asks for it shares one build. It lives
+in ``devtools`` (not in a conftest) because the scoring, server and batch-asset tests and the
+benchmarks (when the state folder has no champion) all use it; nothing here imports the tests.
 """
 
 from __future__ import annotations
