@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import time
+from housing_platform.devtools import processes
+from housing_platform.devtools.processes import NotReady
+
 
 def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+    """Poll ``predicate`` every 5 ms (the writer's batches are that quick); fail the test after ``timeout``."""
+
+    def probe() -> None:
+        if not predicate():
+            raise NotReady(what)
+
+    try:
+        processes.wait_until(probe, what=what, timeout_seconds=timeout, interval_seconds=0.005)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
