@@ -23,7 +23,8 @@ from housing_platform.scoring.errors import ScoringError
 from housing_platform.scoring.scorer import FastScorer, run_parts
 
 # Batch scoring runs the dense layers in float32, as Keras does: 2-3x faster than float64, and
-# held to the same SKEW_RTOL. The server keeps float64 (one row is overhead-bound either way).
+# held to the same per-row skew bound (error_bound.py counts its own float32 rounding). The server
+# keeps float64 (one row is overhead-bound either way).
 BATCH_PRECISION = "float32"
 # Rows per part in score_frame: each part is checked, scored and flagged by one thread.
 BATCH_PART_ROWS = 65_536

@@ -96,6 +96,9 @@ class DenseLayer:
     kernel: np.ndarray  # (inputs, units)
     bias: np.ndarray  # (units,)
     post: tuple[Elementwise, ...] = ()
+    # The Keras Rescaling layers folded into kernel and bias, in order, as (scale, offset): Keras
+    # computes them as separate float32 steps, which the skew bound (scoring/error_bound.py) models.
+    folded: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kernel.ndim != 2 or self.bias.shape != (self.kernel.shape[1],):
@@ -143,7 +146,7 @@ def dense_layers_from_keras(network) -> list[DenseLayer]:
         if not layers:
             raise UnsupportedModelError(f"layer {layer.name!r} before any Dense layer is not supported")
         last = layers[-1]
-        layers[-1] = DenseLayer(last.kernel, last.bias, (*last.post, step))
+        layers[-1] = DenseLayer(last.kernel, last.bias, (*last.post, step), last.folded)
 
     for layer in getattr(network, "layers", []):
         kind = type(layer).__name__
@@ -159,9 +162,9 @@ def dense_layers_from_keras(network) -> list[DenseLayer]:
         elif kind == "Rescaling":
             scale = _scalar(config.get("scale", 1.0), "Rescaling.scale")
             offset = _scalar(config.get("offset", 0.0), "Rescaling.offset")
-            if layers and not layers[-1].post:  # fold: (x @ W + b) * s + o == x @ (W s) + (b s + o)
+            if layers and not layers[-1].post and scale != 0:  # fold: (x @ W + b) * s + o == x @ (W s) + (b s + o)
                 last = layers[-1]
-                layers[-1] = DenseLayer(last.kernel * scale, last.bias * scale + offset)
+                layers[-1] = DenseLayer(last.kernel * scale, last.bias * scale + offset, (), (*last.folded, (scale, offset)))
             else:
                 add_step(Elementwise("rescale", scale=scale, offset=offset), layer)
         elif kind == "Activation":

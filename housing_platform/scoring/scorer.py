@@ -75,7 +75,9 @@ class FastScorer:
 
     ``precision``: the features are always computed in float64; the dense layers run in float64
     (the default, used by the server) or float32 (what Keras itself computes in; twice the
-    throughput for batch scoring). Both are held to the same 1e-5 tolerance against the pyfunc.
+    throughput for batch scoring). Both are held to the same contract against the pyfunc: every row
+    within its float32 error bound (:mod:`housing_platform.scoring.error_bound`), which accounts for
+    the precision used here.
     """
 
     imputer_medians: np.ndarray  # (8,) in NUMERIC_FEATURE_COLUMNS order
@@ -124,8 +126,9 @@ class FastScorer:
         ]
         if len(self._layers) > 1:
             # The output layer stays float64 (a dot product per row: free). It holds the folded
-            # inverse target transform, z * sigma + mu with mu ~ $200k: in float32 its rounding alone
-            # is ~$0.03, which is more than 1e-5 of a low prediction.
+            # inverse target transform, z * sigma + mu with mu ~ $200k: in float64 it adds nothing
+            # to the fast path's side of the skew bound (error_bound.py), where float32 would add as
+            # much again as the registered model's own output rounding.
             last = self.layers[-1]
             self._layers[-1] = DenseLayer(last.kernel, last.bias, last.post)
         # The first layer split by feature block: engineered rows, similarity rows, and per category

@@ -9,7 +9,8 @@ reference assignment, atomic in Python. A request reads :attr:`ModelManager.curr
 that :class:`ServedModel` to the end, so it is scored wholly by the old or wholly by the new version;
 the old one is garbage-collected when the last request holding it finishes.
 
-A version that fails to load (or whose fast path disagrees with the registered model) is not
+A version that fails to load (or whose fast path differs from the registered model beyond a probe
+row's float32 error bound: ``SkewError`` naming the row, see ``scoring/error_bound.py``) is not
 served; the previous one stays, the failure is logged and counted, and the next poll tries again.
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from housing_platform.devtools.tiny_models import RegisteredModels, registered_m
 from housing_platform.scoring.errors import SkewError
 from housing_platform.scoring.network import DenseLayer
 from housing_platform.scoring.scorer import FastScorer
-from housing_platform.scoring.verification import SKEW_RTOL, verify_against
+from housing_platform.scoring.verification import SkewCheck, probe_frame, verify_against
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +38,19 @@ def test_verify_refuses_a_fast_path_that_disagrees_with_the_pyfunc(champion_pyfu
     python_model = champion_pyfunc.unwrap_python_model()
     scorer = FastScorer.from_python_model(python_model)
     last = scorer.layers[-1]
-    tampered = FastScorer(
-        **{
-            **{f: getattr(scorer, f) for f in ("imputer_medians", "scaler_means", "scaler_scales",
-                                               "cluster_centers", "cluster_gamma", "categories", "feature_ranges",
-                                               "cluster_kernel")},
-            "layers": [*scorer.layers[:-1], DenseLayer(last.kernel * 1.001, last.bias * 1.001, last.post)],
-        }
+    # Every prediction 1 % too high: ~$2k on a typical row, far beyond float32 rounding.
+    tampered = dataclasses.replace(
+        scorer, layers=[*scorer.layers[:-1], DenseLayer(last.kernel * 1.01, last.bias * 1.01, last.post, last.folded)]
     )
 
-    assert verify_against(scorer, python_model) <= SKEW_RTOL
-    with pytest.raises(SkewError, match="differs from the registered model"):
+    check = verify_against(scorer, python_model)
+    assert isinstance(check, SkewCheck) and check.passed and check.rows == len(probe_frame(scorer))
+    assert check.worst_ratio < 0.1  # the probe rows sit well inside their bound, not at its edge
+    with pytest.raises(SkewError, match=r"differs from the registered model .*row (train|total_bedrooms).*: .*error bound of \$"):
         verify_against(tampered, python_model)
+
+
+def test_the_other_version_is_refused_as_the_registered_model(models, champion_pyfunc):
+    """Version 2 (output bias nudged) is a different model: its fast path fails against version 1's pyfunc."""
+    with pytest.raises(SkewError, match="rows outside their bound"):
+        verify_against(models.scorer(models.versions[1]), champion_pyfunc.unwrap_python_model())
