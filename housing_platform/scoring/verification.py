@@ -29,12 +29,6 @@ from housing_platform.scoring.error_bound import skew_bound
 from housing_platform.scoring.errors import ScoringError, SkewError
 from housing_platform.scoring.scorer import FastScorer
 
-# Legacy: the fixed relative tolerance the skew check used before the per-row bound. It is not the
-# contract any more (a relative tolerance fails on low predictions on some CPUs, see error_bound.py);
-# kept only for callers that still import it. Use check_skew / skew_bound instead.
-SKEW_RTOL = 1e-5
-
-
 @dataclass(frozen=True, eq=False)
 class SkewCheck:
     """The fast path compared with the registered model, row by row, against each row's bound."""

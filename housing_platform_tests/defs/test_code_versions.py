@@ -39,7 +39,12 @@ RUN_CONFIG = {
 # directly or not. The ingestion gate, the split and the drift report (which compares stored rows and
 # predictions) read no model code; `training_data`, `inference_log` and `live_model_performance` do,
 # through `live_quality` → `evaluation`.
-FEATURE_FREE = {"raw_housing_data", "validated_housing_data", "housing_splits", "drift_report"}
+# Assets whose computation never runs core/features.py (live quality reads core/metrics.py, not
+# core/evaluation.py, so the monitoring and training-data assets are not among the feature's users).
+FEATURE_FREE = {
+    "raw_housing_data", "validated_housing_data", "housing_splits", "drift_report",
+    "training_data", "inference_log", "live_model_performance",
+}
 LAYERS = ("core", "scoring", "adapters")
 
 

@@ -11,7 +11,8 @@ from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.serving.assets import batch_predictions
 from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
-from housing_platform.scoring.verification import SKEW_RTOL
+from housing_platform.scoring.batch import BATCH_PRECISION
+from housing_platform.scoring.verification import check_skew, load_fast_scorer
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +57,14 @@ def test_batch_predictions_scores_with_the_version_its_alias_names_not_the_champ
     candidate = mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[1]}").predict(
         source[list(FEATURE_COLUMNS)]
     )
-    np.testing.assert_allclose(scored["prediction"], candidate, rtol=SKEW_RTOL)
+    # Equal to the registered model within the float32 error bound of each row (scoring/error_bound.py).
+    scorer = load_fast_scorer(f"models:/{models.model_name}/{models.versions[1]}", precision=BATCH_PRECISION)
+    check = check_skew(scorer, source, scored["prediction"], candidate)
+    assert check.passed, check.describe()
     champion_predictions = mlflow.pyfunc.load_model(f"models:/{models.model_name}/{champion}").predict(
         source[list(FEATURE_COLUMNS)]
     )
-    assert not np.allclose(scored["prediction"], champion_predictions, rtol=SKEW_RTOL)
+    assert not check_skew(scorer, source, scored["prediction"], champion_predictions).passed
 
 
 def test_batch_predictions_scores_a_parquet_file_with_the_champion_and_records_the_version(models, tmp_path):
@@ -92,7 +96,9 @@ def test_batch_predictions_scores_a_parquet_file_with_the_champion_and_records_t
     expected = mlflow.pyfunc.load_model(f"models:/{models.model_name}/{champion}").predict(
         source.drop(index=5)[list(FEATURE_COLUMNS)]
     )
-    np.testing.assert_allclose(valid["prediction"], expected, rtol=SKEW_RTOL)
+    scorer = load_fast_scorer(f"models:/{models.model_name}/{champion}", precision=BATCH_PRECISION)
+    check = check_skew(scorer, source.drop(index=5), valid["prediction"], expected)
+    assert check.passed, check.describe()
 
     metadata = result.asset_materializations_for_node("batch_predictions")[0].metadata
     assert metadata["model_version"].value == champion
