@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from serving import benchmark_model  # noqa: E402  (benchmarks/serving.py)
 
-from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS  # noqa: E402
 from housing_platform.config.settings import DEFAULT_DATA_PATH  # noqa: E402
+from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS  # noqa: E402
 
 
 def districts(rows: int, seed: int = 0) -> pd.DataFrame:

@@ -37,11 +37,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from housing_platform.core.drift import DriftConfig, compute_drift
-from housing_platform.devtools.scenarios import EXPECTED_DETECTION, SCENARIOS, make_scenario
-from housing_platform.core.schema import TARGET_COLUMN
 from housing_platform.config.settings import DEFAULT_DATA_PATH
+from housing_platform.core.drift import DriftConfig, compute_drift
+from housing_platform.core.schema import TARGET_COLUMN
 from housing_platform.core.validation import read_housing_csv, validate_housing_frame
+from housing_platform.devtools.scenarios import EXPECTED_DETECTION, SCENARIOS, make_scenario
 
 REFERENCE_ROWS = 5_000
 MILLION = 1_000_000

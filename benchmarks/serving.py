@@ -49,10 +49,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from housing_platform.core.schema import FEATURE_COLUMNS  # noqa: E402
 from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings  # noqa: E402
-
-
+from housing_platform.core.schema import FEATURE_COLUMNS  # noqa: E402
 
 # -- which model ---------------------------------------------------------------------------------
 

@@ -22,9 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
 from housing_platform.config.settings import PROJECT_ROOT
-
+from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
 
 MODEL_NAME = "housing_price_model"
 TRAINING_EXPERIMENT = "housing_price_model_training"

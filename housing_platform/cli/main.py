@@ -43,9 +43,9 @@ def _print_rule_table(rows: list[dict], out=None) -> None:
 
 def command_validate(args: argparse.Namespace) -> int:
     from housing_platform.core.validation import (
+        DataGateLimits,
         StructuralValidationError,
         UnreadableDataError,
-        DataGateLimits,
         evaluate_data_gate,
         read_housing_csv,
         validate_housing_frame,
@@ -80,9 +80,8 @@ def command_validate(args: argparse.Namespace) -> int:
 
 
 def command_init(args: argparse.Namespace) -> int:
-    from housing_platform.config.settings import HousingSettings
-
     from housing_platform.config.profiles import PRODUCTION, active_profile
+    from housing_platform.config.settings import HousingSettings
 
     settings = HousingSettings.from_env()
     if active_profile() == PRODUCTION:
@@ -151,10 +150,10 @@ def command_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from housing_platform.server.app import create_app
-    from housing_platform.server.server_config import ServingConfig
     from housing_platform.config.environment import apply_process_defaults
     from housing_platform.config.settings import HousingSettings
+    from housing_platform.server.app import create_app
+    from housing_platform.server.server_config import ServingConfig
 
     settings = HousingSettings.from_env()
     apply_process_defaults(settings)
@@ -213,10 +212,10 @@ def command_score(args: argparse.Namespace) -> int:
 
     from housing_platform.adapters.mlflow_registry import ModelRegistry
     from housing_platform.adapters.model_uri import ModelReference, resolve_version
-    from housing_platform.scoring.batch import BATCH_PRECISION, score_frame
-    from housing_platform.scoring.verification import load_fast_scorer
     from housing_platform.config.environment import apply_process_defaults
     from housing_platform.config.settings import HousingSettings
+    from housing_platform.scoring.batch import BATCH_PRECISION, score_frame
+    from housing_platform.scoring.verification import load_fast_scorer
 
     settings = HousingSettings.from_env()
     apply_process_defaults(settings)

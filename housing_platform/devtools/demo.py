@@ -43,12 +43,12 @@ def run_demo() -> int:
 
     import dagster as dg
 
+    from housing_platform.adapters.mlflow_registry import ModelRegistry
+    from housing_platform.defs import sensors
+    from housing_platform.defs.definitions import build_definitions
+    from housing_platform.defs.monitoring.partitions import today_partition_key
     from housing_platform.devtools import loop
     from housing_platform.devtools.model_server import ModelServer
-    from housing_platform.defs import sensors
-    from housing_platform.defs.monitoring.partitions import today_partition_key
-    from housing_platform.defs.definitions import build_definitions
-    from housing_platform.adapters.mlflow_registry import ModelRegistry
     from housing_platform.devtools.simulator import simulate
 
     defs = build_definitions(settings)

@@ -74,10 +74,10 @@ def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_
     """
     import dagster as dg
 
-    from housing_platform.devtools import loop
-    from housing_platform.devtools.model_server import ModelServer
     from housing_platform.defs.definitions import build_definitions
     from housing_platform.defs.monitoring.partitions import today_partition_key
+    from housing_platform.devtools import loop
+    from housing_platform.devtools.model_server import ModelServer
     from housing_platform.devtools.simulator import simulate
 
     seconds: dict[str, float] = {}

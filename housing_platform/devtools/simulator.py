@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from housing_platform.devtools.scenarios import make_scenario
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import assign_split
 from housing_platform.core.validation import read_housing_csv, validate_housing_frame
+from housing_platform.devtools.scenarios import make_scenario
 
 
 @dataclass

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.config.settings import DEFAULT_DATA_PATH
+from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.devtools.processes import http_ok, wait_until
-
 
 TRAIN_ROWS = 3_000
 VALIDATION_ROWS = 600
@@ -75,9 +74,9 @@ def real_splits():
 
 
 def build_registered_models(root: Path) -> RegisteredModels:
+    from housing_platform.adapters.mlflow_registry import MODEL_NAME, ModelRegistry, model_artifacts, sha256_of
     from housing_platform.core import features
     from housing_platform.core import model as keras_model
-    from housing_platform.adapters.mlflow_registry import MODEL_NAME, ModelRegistry, model_artifacts, sha256_of
 
     root.mkdir(parents=True, exist_ok=True)
     parts = real_splits()

@@ -15,6 +15,7 @@ from housing_platform.config.settings import PROJECT_ROOT, HousingSettings
 from housing_platform.devtools.platform_state import FOREIGN_STATE_VARIABLES
 from housing_platform.devtools.processes import LoopbackService, NotReady, wait_until
 
+
 class DagsterWebserver(LoopbackService):
     """`dagster-webserver -m housing_platform.defs.definitions` on a free loopback port, serving ``settings``' instance."""
 

@@ -29,6 +29,7 @@ from housing_platform.scoring.error_bound import skew_bound
 from housing_platform.scoring.errors import ScoringError, SkewError
 from housing_platform.scoring.scorer import FastScorer
 
+
 @dataclass(frozen=True, eq=False)
 class SkewCheck:
     """The fast path compared with the registered model, row by row, against each row's bound."""

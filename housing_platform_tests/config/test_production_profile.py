@@ -32,8 +32,8 @@ from housing_platform.config.profiles import (
     ensure_production_databases,
     write_production_dagster_yaml,
 )
-from housing_platform.defs.resources import production_resources
 from housing_platform.config.settings import HousingSettings
+from housing_platform.defs.resources import production_resources
 from housing_platform.devtools.processes import free_port, stop, tcp_open, wait_until
 from housing_platform_tests.factories import make_districts
 from housing_platform_tests.support import REGIONS, round_trip_assets

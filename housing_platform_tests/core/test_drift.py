@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from housing_platform.config.settings import DEFAULT_DATA_PATH
 from housing_platform.core.drift import (
     JSON_SUMMARY_KEY,
     TABLE_COLUMNS,
@@ -19,10 +20,9 @@ from housing_platform.core.drift import (
     DriftResult,
     compute_drift,
 )
-from housing_platform.devtools.scenarios import make_scenario
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS
-from housing_platform.config.settings import DEFAULT_DATA_PATH
 from housing_platform.core.validation import read_housing_csv, validate_housing_frame
+from housing_platform.devtools.scenarios import make_scenario
 
 COMPARED = [*FEATURE_COLUMNS, "prediction"]
 

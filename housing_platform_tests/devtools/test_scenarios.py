@@ -6,12 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from housing_platform.devtools.scenarios import (
-    COASTAL_CATEGORIES,
-    MAX_SHIFTED_INCOME,
-    SCENARIOS,
-    make_scenario,
-)
 from housing_platform.core.schema import (
     FEATURE_COLUMNS,
     MAX_HOUSE_VALUE,
@@ -19,6 +13,12 @@ from housing_platform.core.schema import (
     OCEAN_PROXIMITY_CATEGORIES,
     TARGET_COLUMN,
     HousingDistricts,
+)
+from housing_platform.devtools.scenarios import (
+    COASTAL_CATEGORIES,
+    MAX_SHIFTED_INCOME,
+    SCENARIOS,
+    make_scenario,
 )
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from housing_platform.devtools import loop
-from housing_platform.devtools.loop import QUIET_LOGS, SMALL_TRAINING
 from housing_platform.adapters.capture.records import CaptureRecord
 from housing_platform.adapters.capture.store import CaptureStore
-from housing_platform.defs.definitions import build_definitions
 from housing_platform.adapters.mlflow_registry import ModelRegistry
-from housing_platform.devtools.scenarios import make_scenario
-from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.config.settings import PROJECT_ROOT, HousingSettings
+from housing_platform.core.schema import FEATURE_COLUMNS
+from housing_platform.defs.definitions import build_definitions
+from housing_platform.devtools import loop
+from housing_platform.devtools.loop import QUIET_LOGS, SMALL_TRAINING
+from housing_platform.devtools.scenarios import make_scenario
 from housing_platform.devtools.simulator import held_out_districts
 
 pytestmark = pytest.mark.slow

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from housing_platform.adapters.mlflow_registry import ModelRegistry
+from housing_platform.config.settings import HousingSettings
 from housing_platform.core import model_gate as gate
+from housing_platform.defs.definitions import build_definitions
 from housing_platform.devtools import loop
 from housing_platform.devtools.loop import SMALL_TRAINING
 from housing_platform.devtools.model_server import ModelServer
-from housing_platform.defs.definitions import build_definitions
-from housing_platform.adapters.mlflow_registry import ModelRegistry
-from housing_platform.config.settings import HousingSettings
 from housing_platform.devtools.simulator import simulate
 
 pytestmark = pytest.mark.slow

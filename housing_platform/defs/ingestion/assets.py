@@ -19,7 +19,6 @@ from housing_platform.core.validation import (
     validate_housing_frame,
 )
 from housing_platform.defs.code_versions import asset_code_version
-
 from housing_platform.defs.ingestion.checks import validation_check_specs
 from housing_platform.defs.ingestion.config import ValidationGateConfig
 from housing_platform.defs.metadata import column_schema_metadata, markdown_table

@@ -15,9 +15,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from housing_platform.adapters.mlflow_registry import sha256_of
-from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
 from housing_platform.core import evaluation, features, splits
 from housing_platform.core import live_quality as monitoring
+from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
 from housing_platform.core.model_gate import evaluate_model_gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.validation import validate_housing_frame
