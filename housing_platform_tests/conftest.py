@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy import exc as sa_exc
 
 from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings
+from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
 from housing_platform_tests.factories import make_districts
 
 POSTGRES_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"  # this machine's server: trust auth
@@ -61,3 +62,17 @@ def postgres_server() -> str:
 def postgres_url(postgres_server: str) -> str:
     """The ``test`` database of the local PostgreSQL server."""
     return f"{postgres_server}/test"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> RegisteredModels:
+    """Small real registered models (devtools.tiny_models): v1 champion, v2 registered; built once per session."""
+    return registered_models(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def champion_pyfunc(models: RegisteredModels):
+    """The champion as ``mlflow.pyfunc.load_model`` returns it: the reference the fast path must match."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[0]}")

@@ -10,16 +10,11 @@ import pytest
 from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.serving.assets import batch_predictions
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
+from housing_platform.devtools.tiny_models import RegisteredModels
 from housing_platform.scoring.batch import BATCH_PRECISION
 from housing_platform.scoring.verification import check_skew, load_fast_scorer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
 
 
 def _resources(models: RegisteredModels, home, data_path) -> dict:

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
 from housing_platform.scoring import batch
 from housing_platform.scoring.batch import (
     BATCH_PRECISION,
@@ -19,11 +18,6 @@ from housing_platform.scoring.batch import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
 
 
 def test_score_frame_keeps_rejected_rows_unscored_with_their_rules(models):

@@ -14,7 +14,6 @@ import pytest
 
 from housing_platform.core import features
 from housing_platform.core.model import TrainingConfig
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
 from housing_platform.scoring.error_bound import U32, gamma, skew_bound, unfolded
 from housing_platform.scoring.scorer import FastScorer
 from housing_platform.scoring.verification import SkewCheck, check_skew
@@ -26,15 +25,9 @@ MODEL_ACTIVATIONS = typing.get_args(TrainingConfig.model_fields["activation"].an
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def champion(models: RegisteredModels):
-    import mlflow
-
-    return mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[0]}").unwrap_python_model()
+def champion(champion_pyfunc):
+    """The champion's python model: its transformer and network, as the fast path reads them."""
+    return champion_pyfunc.unwrap_python_model()
 
 
 def _dot_float32(h: np.ndarray, kernel: np.ndarray, order: str) -> np.ndarray:

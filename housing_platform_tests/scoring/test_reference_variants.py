@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from housing_platform.core.schema import FEATURE_COLUMNS
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
+from housing_platform.devtools.tiny_models import RegisteredModels
 from housing_platform.scoring.scorer import FastScorer
 from housing_platform.scoring.verification import check_skew
 
@@ -30,11 +30,6 @@ pytestmark = pytest.mark.slow
 CHILD = Path(__file__).with_name("_keras_reference.py")
 VARIANTS = [(onednn, threads) for onednn in ("0", "1") for threads in (1, 2)]
 CHILD_TIMEOUT_SECONDS = 240  # one process loads TF + MLflow (~10 s here) and scores 4k rows
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
 
 
 def _onednn_summary(stdout: str) -> str:

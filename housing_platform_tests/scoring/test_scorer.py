@@ -12,23 +12,10 @@ import pytest
 
 from housing_platform.core import features
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
 from housing_platform.scoring.scorer import FastScorer
 from housing_platform.scoring.verification import SkewCheck, check_skew
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def champion_pyfunc(models: RegisteredModels):
-    import mlflow
-
-    return mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[0]}")
 
 
 def assert_within_bound(check: SkewCheck) -> None:

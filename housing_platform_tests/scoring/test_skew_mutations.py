@@ -15,7 +15,6 @@ import pytest
 
 from housing_platform.core.features import ENGINEERED_COLUMNS
 from housing_platform.core.schema import FEATURE_COLUMNS
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
 from housing_platform.scoring.errors import SkewError
 from housing_platform.scoring.scorer import FastScorer
 from housing_platform.scoring.verification import check_skew, verify_against
@@ -26,15 +25,8 @@ MUTATIONS = ("sign_flip_of_one_weight", "dropped_feature", "wrong_scaler")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def champion(models: RegisteredModels):
-    import mlflow
-
-    return mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[0]}")
+def champion(champion_pyfunc):
+    return champion_pyfunc
 
 
 @pytest.fixture(scope="module")

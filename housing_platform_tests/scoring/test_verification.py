@@ -7,25 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models
 from housing_platform.scoring.errors import SkewError
 from housing_platform.scoring.network import DenseLayer
 from housing_platform.scoring.scorer import FastScorer
 from housing_platform.scoring.verification import SkewCheck, probe_frame, verify_against
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def champion_pyfunc(models: RegisteredModels):
-    import mlflow
-
-    return mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[0]}")
 
 
 def test_every_version_loads_verified_and_differs(models):

@@ -11,12 +11,7 @@ import httpx
 import pytest
 
 from housing_platform.devtools.processes import free_port
-from housing_platform.devtools.tiny_models import RegisteredModels, registered_models, wait_until_ready
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> RegisteredModels:
-    return registered_models(tmp_path_factory)
+from housing_platform.devtools.tiny_models import RegisteredModels, wait_until_ready
 
 
 class ThreadServer:
