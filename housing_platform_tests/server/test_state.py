@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
@@ -20,6 +21,13 @@ def make_state(tmp_path, **overrides) -> ServerState:
     config = ServingConfig(tracking_uri="unused", artifact_root="unused",
                            capture_url=f"sqlite:///{tmp_path / 'capture.db'}", **overrides)
     return ServerState(config, None, registry_factory=lambda: None, loader=None, routes=ROUTES)
+
+
+def run_in_own_loop(coroutine):
+    """``asyncio.run`` in a thread of its own: other tests of the session (Playwright's sync API in the
+    browser tests) may keep an event loop running in the main thread, where ``asyncio.run`` refuses."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def a_capture(rows: int) -> RequestCapture:
@@ -43,7 +51,7 @@ def test_waiting_for_scheduled_captures_ends_when_the_last_one_reaches_the_write
         pending = state.pending_captures
         return pending, await state.wait_captures_queued(5.0), state.pending_captures
 
-    assert asyncio.run(scenario()) == (3, True, 0)
+    assert run_in_own_loop(scenario()) == (3, True, 0)
 
 
 def test_the_wait_times_out_while_a_capture_in_a_worker_thread_is_still_busy(tmp_path):
@@ -58,4 +66,4 @@ def test_the_wait_times_out_while_a_capture_in_a_worker_thread_is_still_busy(tmp
         await state.drain_captures(5.0)
         return in_time, state.pending_captures, await state.wait_captures_queued(0)
 
-    assert asyncio.run(scenario()) == (False, 0, True)
+    assert run_in_own_loop(scenario()) == (False, 0, True)
