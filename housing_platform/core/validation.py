@@ -163,7 +163,6 @@ def validate_housing_frame(frame: pd.DataFrame) -> ValidationOutcome:
         cases = _label_failures(errors.failure_cases)
     else:
         cases = pd.DataFrame(columns=["rule", "column", "failure_case", "index", "structural"])
-        validated = validated
 
     structural = cases[cases["structural"].astype(bool)]
     if not structural.empty:
