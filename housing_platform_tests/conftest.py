@@ -73,6 +73,4 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> RegisteredModels:
 @pytest.fixture(scope="session")
 def champion_pyfunc(models: RegisteredModels):
     """The champion as ``mlflow.pyfunc.load_model`` returns it: the reference the fast path must match."""
-    import mlflow
-
-    return mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[0]}")
+    return models.load_pyfunc(models.versions[0])

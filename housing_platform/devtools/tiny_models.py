@@ -57,11 +57,23 @@ class RegisteredModels:
         """Environment variables that point a subprocess (``housing-platform serve``) at this registry."""
         return {"MLFLOW_TRACKING_URI": self.tracking_uri, "HOUSING_MLFLOW_ARTIFACT_ROOT": self.artifact_root}
 
+    def model_source(self, version: str) -> str:
+        """The version's artifact location in THIS registry (a ``models:/`` URI would resolve through
+        MLflow's process-wide tracking URI, which whichever registry was opened last has set)."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri).get_model_version_download_uri(self.model_name, version)
+
+    def load_pyfunc(self, version: str):
+        import mlflow
+
+        return mlflow.pyfunc.load_model(self.model_source(version))
+
     def scorer(self, version: str):
         from housing_platform.scoring.verification import load_fast_scorer
 
         if version not in self.scorers:
-            self.scorers[version] = load_fast_scorer(f"models:/{self.model_name}/{version}")
+            self.scorers[version] = load_fast_scorer(self.model_source(version))
         return self.scorers[version]
 
 

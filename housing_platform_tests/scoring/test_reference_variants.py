@@ -62,9 +62,8 @@ def test_the_bound_covers_the_reference_under_onednn_and_thread_variants(models,
     test = models.test
     input_path = tmp_path / "test_split.parquet"
     test[list(FEATURE_COLUMNS)].to_parquet(input_path)
-    import mlflow
 
-    python_model = mlflow.pyfunc.load_model(f"models:/{models.model_name}/{models.versions[0]}").unwrap_python_model()
+    python_model = models.load_pyfunc(models.versions[0]).unwrap_python_model()
     scorers = {p: FastScorer.from_python_model(python_model, precision=p) for p in ("float64", "float32")}
     fast = {p: s.score(test) for p, s in scorers.items()}
 
