@@ -7,6 +7,10 @@ Plain Python (no Dagster): the Dagster assets, the model server and notebooks al
   skops transformer, the ``.keras`` network and a JSON config as artifacts), so loading it unpickles
   nothing and applies exactly the training preprocessing.
 * Aliases: ``champion`` is what serves; the champion it replaced gets ``previous`` (rollback).
+  :meth:`ModelRegistry.promote` stamps the version it makes champion with ``promoted_at`` (MLflow
+  keeps no time for an alias move), so a check of the live endpoint knows since when it should serve it.
+* Tags ``fast_path_verified`` (``true``/``false``) and ``fast_path_reason`` record the pipeline's
+  verdict on whether the numpy fast path scores the version like the registered pyfunc.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,10 @@ CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous"
 PYFUNC_CODE_PATH = Path(__file__).with_name("pyfunc_model.py")
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+PROMOTED_AT_TAG = "promoted_at"  # ISO-8601 UTC time the version last became champion (set by promote)
+FAST_PATH_VERIFIED_TAG = "fast_path_verified"  # "true" / "false": the fast path scores like the pyfunc
+FAST_PATH_REASON_TAG = "fast_path_reason"  # why, in one line (the worst row, its deviation and bound)
+MAX_TAG_VALUE_CHARS = 5_000  # MLflow's limit on a model version tag's value
 # Distributions the pyfunc model needs at load time, pinned to what is installed.
 MODEL_REQUIREMENTS = ("mlflow", "tensorflow", "keras", "scikit-learn", "skops", "pandas", "numpy", "pyarrow")
 
@@ -217,12 +226,31 @@ class ModelRegistry:
         )
 
     def promote(self, version: str) -> RegisteredVersion | None:
-        """Point ``champion`` at ``version``; the replaced champion becomes ``previous``."""
+        """Point ``champion`` at ``version``; the replaced champion becomes ``previous``.
+
+        ``version`` is stamped with the time (tag ``promoted_at``) unless it already was the champion.
+        """
         old = self.champion()
         if old is not None and old.version != str(version):
             self.client.set_registered_model_alias(self.model_name, PREVIOUS_ALIAS, old.version)
+        if old is None or old.version != str(version):
+            stamp = datetime.now(UTC).isoformat()
+            self.client.set_model_version_tag(self.model_name, str(version), PROMOTED_AT_TAG, stamp)
         self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, str(version))
         return old
+
+    def promoted_at(self, version: RegisteredVersion) -> datetime | None:
+        """When ``version`` last became champion through :meth:`promote` (None if never, or moved by hand)."""
+        stamp = version.tags.get(PROMOTED_AT_TAG)
+        try:
+            return datetime.fromisoformat(stamp) if stamp else None
+        except ValueError:
+            return None
+
+    def set_tags(self, version: str, tags: dict[str, str]) -> None:
+        """Set tags on ``version`` (values cut to MLflow's limit)."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, str(version), key, str(value)[:MAX_TAG_VALUE_CHARS])
 
     def aliases_of(self, version: str) -> list[str]:
         return list(self.client.get_model_version(self.model_name, str(version)).aliases)

@@ -49,6 +49,9 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     ),
     "registered_model_version": (
         "defs.registry.assets",
+        "defs.registry.checks",
+        "scoring.verification",
+        "scoring.batch",
         "core.splits",
         "core.model",
         "core.features",

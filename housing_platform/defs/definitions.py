@@ -31,6 +31,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     from housing_platform.defs.registry import assets as registry
     from housing_platform.defs.resources import resources_for_profile
     from housing_platform.defs.serving import assets as serving
+    from housing_platform.defs.serving import checks as serving_checks
     from housing_platform.defs.training import assets as training
     from housing_platform.defs.training import checks as training_checks
 
@@ -42,8 +43,8 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
         # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
         assets=[*dg.load_assets_from_modules(asset_modules), serving.live_endpoint_captures],
         # Checks evaluated by their asset (the data gate, drift, live quality) come with the asset's
-        # check specs; the separate ones (the promotion gate) are loaded from the checks modules.
-        asset_checks=dg.load_asset_checks_from_modules([training_checks]),
+        # check specs; the separate ones (the promotion gate, the live endpoint) are loaded from the checks modules.
+        asset_checks=dg.load_asset_checks_from_modules([training_checks, serving_checks]),
         jobs=[jobs.retraining_job, jobs.monitoring_job],
         sensors=[sensors.retrain_on_drift],
         schedules=[schedules.hourly_monitoring],

@@ -7,7 +7,8 @@
 * :mod:`~housing_platform.server.requests` — request parsing and validation derived from
   :func:`housing_platform.core.schema.column_rules`; error bodies name the row, field and rule.
 * :mod:`~housing_platform.server.model_manager` — loads the version an alias points at, polls the
-  alias and swaps atomically.
+  alias and swaps atomically; a version it refuses keeps the old one serving, is retried after an
+  exponential back-off, and its reason is on ``/ready``.
 * :mod:`~housing_platform.server.metrics` — the Prometheus registry of one app.
 
 Nothing here imports Dagster. Run it with ``housing-platform serve`` (or ``make serve``).

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from housing_platform.server.model_manager import REFUSAL_KINDS, ServingStatus
+
 PREFIX = "housing"
 # Latency buckets from 250 µs: the fast path answers a single row well under a millisecond.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -51,10 +53,36 @@ class CaptureCollector:
             yield CounterMetricFamily(f"{PREFIX}_capture_{name}", help_text, value=value)
 
 
+class ServingStatusCollector:
+    """Reads the model manager's :class:`ServingStatus` at scrape time: does the served version match the alias?"""
+
+    def __init__(self, status_getter: Callable[[], ServingStatus | None]):
+        self._status = status_getter
+
+    def describe(self):
+        return []  # the gauge appears once a manager exists
+
+    def collect(self):
+        status = self._status()
+        if status is None:
+            return
+        yield GaugeMetricFamily(
+            f"{PREFIX}_model_serving_differs_from_alias",
+            "1 when the registry names a version (the followed alias's target at the last poll) that is not the "
+            "version being served (it is loading, or was refused: see /ready), else 0.",
+            value=1.0 if status.differs else 0.0,
+        )
+
+
 class ServingMetrics:
     """Every metric the server exposes on ``/metrics``."""
 
-    def __init__(self, routes: tuple[str, ...], writer_getter: Callable[[], object | None] = lambda: None):
+    def __init__(
+        self,
+        routes: tuple[str, ...],
+        writer_getter: Callable[[], object | None] = lambda: None,
+        status_getter: Callable[[], ServingStatus | None] = lambda: None,
+    ):
         self.registry = CollectorRegistry(auto_describe=True)
         self.routes = frozenset(routes)
         self.requests = Counter(
@@ -83,11 +111,20 @@ class ServingMetrics:
         self.model_load_failures = Counter(f"{PREFIX}_model_load_failures",
                                            "Failed attempts to resolve or load a model version.",
                                            registry=self.registry)
+        self.refused_loads = Counter(
+            f"{PREFIX}_model_refused_loads",
+            "Load attempts of a version that was then not served, by reason: skew (its fast path differs from the "
+            "registered model), unsupported_model (the fast path cannot read it), load_error (anything else).",
+            ["reason"], registry=self.registry,
+        )
+        for kind in REFUSAL_KINDS:  # every reason present from the start, at 0, so rate() sees the first one
+            self.refused_loads.labels(kind)
         self.model_loaded = Histogram(
             f"{PREFIX}_model_load_duration_seconds", "Time to load a version and derive its fast path.",
             buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=self.registry,
         )
         self.registry.register(CaptureCollector(writer_getter))
+        self.registry.register(ServingStatusCollector(status_getter))
         self._request_children: dict[tuple[str, str, int], object] = {}
         self._latency_children: dict[str, object] = {}
 

@@ -149,14 +149,29 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get(
         "/ready",
-        summary="Readiness: a model version is loaded",
+        summary="Readiness: a model version is loaded; which one, and which one the alias names",
+        description=(
+            "200 once a version is served. `serving_version` is the version scoring requests (also "
+            "`model_version`); `champion_version` the version the followed alias (`follows`) pointed to when the "
+            "registry last answered (`alias_checked_at`); when they differ, `mismatch_reason` says why (the "
+            "version is loading, or was refused: the error, the attempt and when it is tried again)."
+        ),
         tags=["operations"],
         responses={503: {"model": MessageResponse, "description": "No model loaded yet."}},
     )
     async def ready() -> Response:
         served = state.manager.current
+        status = state.manager.status()
+        versions = {
+            "serving_version": status.serving_version,
+            "champion_version": status.target_version,
+            "serving_matches_champion": None if status.target_version is None else not status.differs,
+            "mismatch_reason": status.reason,
+            "alias_checked_at": status.checked_at.isoformat() if status.checked_at else None,
+            "next_load_attempt_at": status.refusal.next_attempt_at.isoformat() if status.refusal else None,
+        }
         if served is None:
-            return json_response(503, {"detail": _not_ready_message(state)})
+            return json_response(503, {"detail": _not_ready_message(state), **versions})
         return json_response(200, {
             "detail": "ready",
             "model_version": served.version,
@@ -164,6 +179,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "follows": state.manager.reference.uri,
             "loaded_at": served.loaded_at.isoformat(),
             "last_poll_error": state.manager.last_error,
+            **versions,
         })
 
     @app.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response)

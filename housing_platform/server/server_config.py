@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, MODEL_NAME
 from housing_platform.config.settings import HousingSettings
@@ -25,6 +25,14 @@ class ServingConfig(BaseModel):
         10.0, ge=0, description="How often the alias is checked; 0 disables polling after the first load."
     )
     load_retry_seconds: float = Field(5.0, gt=0, description="Retry interval while no model could be loaded yet.")
+    refused_load_backoff_seconds: float = Field(
+        10.0, gt=0,
+        description="After a version fails to load (or its fast path is refused), wait this long before loading it "
+        "again; the wait doubles with each failed attempt. A new alias target is tried at once.",
+    )
+    refused_load_backoff_max_seconds: float = Field(
+        600.0, gt=0, description="Longest wait between two load attempts of the same refused version."
+    )
     capture_sample_percent: float = Field(
         100.0, ge=0, le=100, description="Share of scored rows captured (chosen by request id); 0 switches capture off."
     )
@@ -41,6 +49,15 @@ class ServingConfig(BaseModel):
         256, ge=0, description="Requests with more rows are parsed and scored in a worker thread, not the event loop."
     )
 
+    @model_validator(mode="after")
+    def _backoff_cap_at_least_base(self) -> ServingConfig:
+        if self.refused_load_backoff_max_seconds < self.refused_load_backoff_seconds:
+            raise ValueError(
+                f"refused_load_backoff_max_seconds ({self.refused_load_backoff_max_seconds:g}) must be at least "
+                f"refused_load_backoff_seconds ({self.refused_load_backoff_seconds:g})"
+            )
+        return self
+
     @classmethod
     def from_settings(cls, settings: HousingSettings | None = None, **overrides) -> ServingConfig:
         settings = settings or HousingSettings.from_env()
@@ -51,3 +68,8 @@ class ServingConfig(BaseModel):
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def serving_default(name: str):
+    """The default of a :class:`ServingConfig` field, for the server modules that take it as a parameter."""
+    return ServingConfig.model_fields[name].default

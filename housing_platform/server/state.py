@@ -28,7 +28,7 @@ from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
 from housing_platform.server.metrics import ServingMetrics
-from housing_platform.server.model_manager import ModelManager, ServedModel
+from housing_platform.server.model_manager import ModelManager, Refusal, ServedModel, ServingStatus
 from housing_platform.server.requests import Instances, RequestError, parse_instances, parse_json
 from housing_platform.server.server_config import ServingConfig
 
@@ -78,7 +78,7 @@ class ServerState:
         routes: tuple[str, ...],
     ):
         self.config = config
-        self.metrics = ServingMetrics(routes, writer_getter=lambda: self.writer)
+        self.metrics = ServingMetrics(routes, writer_getter=lambda: self.writer, status_getter=self._serving_status)
         self._store = capture_store
         self._owns_store = capture_store is None
         self.store: CaptureStore | None = None
@@ -94,8 +94,10 @@ class ServerState:
             registry_factory or self._registry,
             poll_interval_seconds=config.poll_interval_seconds,
             load_retry_seconds=config.load_retry_seconds,
+            backoff_seconds=config.refused_load_backoff_seconds,
+            backoff_max_seconds=config.refused_load_backoff_max_seconds,
             on_loaded=self._on_loaded,
-            on_failure=lambda error: self.metrics.model_load_failures.inc(),
+            on_failure=self._on_failure,
             **kwargs,
         )
 
@@ -105,6 +107,15 @@ class ServerState:
         return ModelRegistry(
             self.config.tracking_uri, self.config.artifact_root, model_name=self.manager.reference.name
         )
+
+    def _serving_status(self) -> ServingStatus | None:
+        manager = getattr(self, "manager", None)  # a scrape may come before the manager exists
+        return manager.status() if manager is not None else None
+
+    def _on_failure(self, error: Exception, refusal: Refusal | None) -> None:
+        self.metrics.model_load_failures.inc()
+        if refusal is not None:
+            self.metrics.refused_loads.labels(refusal.kind).inc()
 
     def _on_loaded(self, served: ServedModel, previous: ServedModel | None) -> None:
         self.metrics.set_model(served.version, served.model_uri, served.run_id)

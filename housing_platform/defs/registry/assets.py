@@ -1,17 +1,30 @@
 """Registry: the version that passed the gate, registered in MLflow and made the champion."""
 
 import tempfile
+from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, PREVIOUS_ALIAS, git_commit, model_artifacts
+from housing_platform.adapters.mlflow_registry import (
+    CHAMPION_ALIAS,
+    FAST_PATH_REASON_TAG,
+    FAST_PATH_VERIFIED_TAG,
+    PREVIOUS_ALIAS,
+    git_commit,
+    model_artifacts,
+)
 from housing_platform.core import features
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.code_versions import asset_code_version
+from housing_platform.defs.registry.checks import (
+    fast_path_check_result,
+    fast_path_check_spec,
+    verify_registered_version,
+)
 from housing_platform.defs.resources import MLflowResource
 
 GROUP = "registry"
@@ -21,7 +34,10 @@ REFERENCE_PREDICTION_COLUMN = "prediction"
 
 class RegistrationConfig(dg.Config):
     reference_rows: int = Field(5_000, description="Train rows stored with the version as the drift reference.")
-    promote: bool = Field(True, description="Move the `champion` alias to the new version (it passed the gate).")
+    promote: bool = Field(
+        True,
+        description="Move the `champion` alias to the new version (it passed the gate) once its fast path is verified.",
+    )
 
 
 def _data_version(context: dg.AssetExecutionContext, asset: str) -> str:
@@ -37,6 +53,7 @@ def _data_version(context: dg.AssetExecutionContext, asset: str) -> str:
     owners=OWNERS,
     code_version=asset_code_version("registered_model_version", RegistrationConfig),
     tags={"stage": "registry"},
+    check_specs=[fast_path_check_spec],
 )
 def registered_model_version(
     context: dg.AssetExecutionContext,
@@ -46,15 +63,19 @@ def registered_model_version(
     fitted_transformer: dict,
     trained_model: dict,
     evaluation_report: dict,
-) -> dg.Output[dict]:
+) -> Iterator[dg.Output[dict] | dg.AssetCheckResult]:
     """The candidate, registered as a new version of `housing_price_model` and made the `champion`.
 
     Runs only when every blocking gate check on `evaluation_report` passed. Logs ONE MLflow pyfunc
     model *from code* that bundles the skops transformer and the `.keras` network (loading it
     unpickles nothing, and every consumer applies identical preprocessing), with signature, input
     example and pinned pip requirements. The version is tagged with its lineage: Dagster run id,
-    data version of `raw_housing_data`, git commit, metrics and file hashes. The `champion` alias
-    moves to it and the replaced champion becomes `previous` (roll back by moving `champion` back).
+    data version of `raw_housing_data`, git commit, metrics and file hashes. The version is then
+    loaded back as the model server loads it and its numpy fast path compared with the pyfunc on the
+    probe rows and the whole test split (blocking check `fast_path_matches_registered_model`); only
+    if every row is within its float32 error bound does the `champion` alias move to it, the replaced
+    champion becoming `previous` (roll back by moving `champion` back). A refused version stays
+    registered, tagged `fast_path_verified=false` with the reason, and the run fails.
     A sample of training rows with the model's predictions is stored with the run as the drift
     reference. Load the champion anywhere with
     `mlflow.pyfunc.load_model("models:/housing_price_model@champion")`.
@@ -92,13 +113,21 @@ def registered_model_version(
             tags=tags,
             reference=reference[[*FEATURE_COLUMNS, TARGET_COLUMN, REFERENCE_PREDICTION_COLUMN]],
         )
-    previous = registry.promote(version.version) if config.promote else None
-    aliases = registry.aliases_of(version.version)
-    context.log.info(
-        f"registered {version.model_uri} (aliases: {', '.join(aliases) or 'none'}); "
-        f"previous champion: {previous.version if previous else 'none'}"
+    test_rows = housing_splits[housing_splits[SPLIT_COLUMN] == "test"]
+    verdict = verify_registered_version(version.model_uri, test_rows)
+    registry.set_tags(
+        version.version,
+        {FAST_PATH_VERIFIED_TAG: str(verdict.passed).lower(), FAST_PATH_REASON_TAG: verdict.reason()},
     )
-    return dg.Output(
+    promoted = verdict.passed and config.promote
+    previous = registry.promote(version.version) if promoted else None
+    aliases = registry.aliases_of(version.version)
+    log = context.log.info if verdict.passed else context.log.error
+    log(
+        f"registered {version.model_uri} (aliases: {', '.join(aliases) or 'none'}); {verdict.reason()}; "
+        + (f"previous champion: {previous.version if previous else 'none'}" if promoted else "champion not moved")
+    )
+    yield dg.Output(
         {
             "name": version.name,
             "version": version.version,
@@ -106,6 +135,8 @@ def registered_model_version(
             "run_id": version.run_id,
             "aliases": aliases,
             "previous_champion": previous.version if previous else None,
+            "fast_path_verified": verdict.passed,
+            "promoted": promoted,
             "tags": tags,
         },
         metadata={
@@ -113,6 +144,8 @@ def registered_model_version(
             "model_uri": version.model_uri,
             "champion_uri": f"models:/{version.name}@{CHAMPION_ALIAS}",
             "aliases": ", ".join(aliases) or "none",
+            "promoted": promoted,
+            "fast_path_verified": verdict.passed,
             f"{PREVIOUS_ALIAS}_version": previous.version if previous else "none",
             "test_rmse": dg.MetadataValue.float(metrics["rmse"]),
             "mlflow_version_page": dg.MetadataValue.url(registry.version_url(version.version)),
@@ -122,3 +155,4 @@ def registered_model_version(
             "reference_rows": dg.MetadataValue.int(len(reference)),
         },
     )
+    yield fast_path_check_result(verdict, version.version, promoted)

@@ -42,7 +42,8 @@ live_endpoint_captures = dg.AssetSpec(
         "The server follows the `champion` alias of `registered_model_version`, answers "
         "`POST /v1/predict` with the numpy fast path and writes every scored row here in the "
         "background; `POST /v1/feedback` adds the true value. Not materialized by Dagster: the "
-        "monitoring assets read it."
+        "monitoring assets read it. Its check `endpoint_serves_champion` tells whether the version in "
+        "recent captures is the `champion`."
     ),
 )
 PREDICTIONS_FOLDER = "predictions"
