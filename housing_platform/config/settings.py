@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -26,15 +26,36 @@ SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 8080
 
 
+class RetrainingPolicy(BaseModel):
+    """How often the `retrain_on_drift` sensor may launch a retraining run (the decision: `core/retraining_policy.py`).
+
+    Whoever ticks, a failed check is answered by one run; these limits stop a drift that persists from
+    retraining on every hourly evaluation. Set them with ``HOUSING_RETRAINING__<SETTING>`` (below).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    cooldown_hours: float = Field(
+        6.0, ge=0, description="No automatic retraining run is launched until this many hours after the last "
+        "retraining run (of any trigger) was launched."
+    )
+    daily_budget_runs: int = Field(
+        3, ge=0, description="At most this many automatic retraining runs are launched per UTC day; 0 stops them."
+    )
+
+
 class HousingSettings(BaseSettings):
     """Where the platform keeps its state, read from ``HOUSING_*`` (and ``MLFLOW_TRACKING_URI``).
 
     Build it with ``HousingSettings()`` or :meth:`from_env`; keyword arguments win over the
     environment (tests pass ``home=`` and ``data_path=``). URLs left unset are derived from ``home``.
-    Empty variables count as unset.
+    Empty variables count as unset. A nested model's settings are one variable each, joined by ``__``
+    (``HOUSING_RETRAINING__COOLDOWN_HOURS=2``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="HOUSING_", env_ignore_empty=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HOUSING_", env_ignore_empty=True, extra="ignore", env_nested_delimiter="__"
+    )
 
     home: Path = Field(
         DEFAULT_STATE_DIR,
@@ -57,6 +78,11 @@ class HousingSettings(BaseSettings):
     capture_url: str = Field(
         "",
         description="capture store, any SQLAlchemy URL (e.g. `postgresql+psycopg2://postgres@127.0.0.1:5432/test`)",
+    )
+    retraining: RetrainingPolicy = Field(
+        default_factory=RetrainingPolicy,
+        description="the `retrain_on_drift` sensor's cooldown and daily budget (see *Retraining* below), one "
+        "variable per setting: `HOUSING_RETRAINING__<SETTING>`, e.g. `HOUSING_RETRAINING__COOLDOWN_HOURS=2`",
     )
 
     @classmethod

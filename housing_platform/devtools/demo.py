@@ -4,11 +4,14 @@ train → start the server in the background → stable traffic → monitor → 
 feedback → monitor (the checks fail) → sensor tick → retraining run → the gate decides → the server
 swaps if promoted. Everything is recorded in the persistent instance and state folder
 (``$HOUSING_HOME``), so it is all there to browse afterwards with `make dev` and `make mlflow-ui`.
+
+The demo succeeds only when the loop closes: the sensor launched a retraining, the gate promoted the
+candidate, and the server serves the new champion. Otherwise it says which of these did not happen,
+naming the versions, and exits with ``EXIT_LOOP_OPEN``; it never prints success then.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -17,6 +20,9 @@ from housing_platform.config.settings import HousingSettings
 
 STABLE_ROWS = 1_000
 SHIFTED_ROWS = 1_500
+SWAP_TIMEOUT_SECONDS = 60
+EXIT_LOOP_CLOSED = 0
+EXIT_LOOP_OPEN = 1  # no training, no retraining launched, the gate refused, or the server did not swap
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -35,6 +41,79 @@ def _print_comparison(defs, instance) -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
 
 
+def _requested(request) -> str:
+    tags = request.tags
+    return (f"requested a retraining run for {tags['housing_platform/trigger_check']} (partition "
+            f"{tags['housing_platform/trigger_partition']}, evaluation {tags['housing_platform/trigger_evaluation']})")
+
+
+def _serving(server) -> str:
+    """The version the server says it serves, or why it cannot say."""
+    import httpx
+
+    try:
+        return f"v{server.serving_version()}"
+    except httpx.HTTPError as error:
+        return f"nothing it can report ({error})"
+
+
+def _server_state(server) -> str:
+    """What the server says about itself (/ready) and the last lines of its log, for a failed swap."""
+    import httpx
+
+    try:
+        ready = httpx.get(f"{server.url}/ready", timeout=5.0).text
+    except httpx.HTTPError as error:
+        ready = f"unreachable ({error})"
+    log = server.log_path
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+    return f"/ready says {ready}; the last lines of {log}:\n    " + "\n    ".join(lines[-5:])
+
+
+def _retrain_and_swap(defs, instance, registry, server, story: list[str]) -> tuple[bool, str]:
+    """Step 5: one sensor tick, the retraining it requests, the gate, the swap.
+
+    Returns whether the loop closed (the server serves the new champion) and the verdict naming the
+    versions: what happened if it closed, what did not happen if not.
+    """
+    from housing_platform.devtools import loop
+
+    tick = loop.tick_sensor(defs, instance)
+    if tick.request is None:
+        print(f"sensor retrain_on_drift skipped: {tick.skip_reason}")
+        story.append("the sensor launched no retraining")
+        held = "next retraining allowed" in (tick.skip_reason or "")
+        hint = (" (an earlier retraining in this state folder holds the next one back: `make clean` starts from an "
+                "empty one; the README's Retraining table says how to change the cooldown and the budget)") if held else ""
+        return False, f"no retraining was launched: the sensor skipped with \"{tick.skip_reason}\"{hint}"
+    print(f"sensor retrain_on_drift {_requested(tick.request)}")
+    before = registry.champion()
+    retraining = loop.retrain(defs, instance, tick.request, {"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+    print(f"retraining run {retraining.run_id}: {'SUCCESS' if retraining.success else 'FAILED'}")
+    _print_checks(retraining)
+    if not retraining.asset_materializations_for_node("evaluation_report"):
+        story.append(f"sensor → retraining run {retraining.run_id} failed before the gate")
+        return False, (f"the retraining run {retraining.run_id} failed before the gate (see its log above); "
+                       f"v{before.version} stays champion")
+    _print_comparison(defs, instance)
+    after = registry.champion()
+    if after.version == before.version:
+        refused = [e.check_name for e in retraining.get_asset_check_evaluations() if not e.passed]
+        story.append(f"sensor → retraining → the gate kept v{before.version} as champion")
+        return False, (f"the gate refused the candidate ({', '.join(refused) or 'no failed check, yet nothing promoted'}): "
+                       f"v{before.version} stays champion and the server serves {_serving(server)}")
+    swapped = server.wait_for_version(after.version, timeout_seconds=SWAP_TIMEOUT_SECONDS)
+    serving = _serving(server)
+    story.append(
+        f"sensor → retraining → gate passed → v{after.version} is champion (v{before.version} is 'previous'); "
+        f"the server serves {serving}"
+    )
+    if not swapped:
+        return False, (f"v{after.version} is champion, but the server still serves {serving} "
+                       f"{SWAP_TIMEOUT_SECONDS} s later: {_server_state(server)}")
+    return True, f"the server serves v{after.version}, the new champion (v{before.version} before the drift)"
+
+
 def run_demo() -> int:
     settings = HousingSettings.from_env()
     apply_process_defaults(settings)
@@ -44,7 +123,6 @@ def run_demo() -> int:
     import dagster as dg
 
     from housing_platform.adapters.mlflow_registry import ModelRegistry
-    from housing_platform.defs import sensors
     from housing_platform.defs.definitions import build_definitions
     from housing_platform.defs.monitoring.partitions import today_partition_key
     from housing_platform.devtools import loop
@@ -67,22 +145,19 @@ def run_demo() -> int:
         _print_checks(training)
         if not training.asset_materializations_for_node("evaluation_report"):
             print("\nthe graph stopped before evaluation; see the failures above")
-            return 1
+            return EXIT_LOOP_OPEN
         _print_comparison(defs, instance)
         champion = registry.champion()
         if champion is None:
             print("\nno champion: the gate did not pass and nothing was ever registered")
-            return 1
+            return EXIT_LOOP_OPEN
         registered = training.asset_materializations_for_node("registered_model_version")
         story.append(
             f"trained and registered {champion.model_uri} as champion"
             if registered else f"the new model failed the gate; {champion.model_uri} stays champion"
         )
         print(f"\nchampion: {champion.model_uri}  (models:/housing_price_model@champion)")
-
-        # The sensor only reacts to check failures from now on, not to earlier demos' history.
-        _, cursor_state = sensors.new_check_failures(instance, {})
-        cursor = json.dumps(cursor_state)
+        closed, verdict = False, "the demo stopped before the sensor's tick"
 
         print("\n=== 2. serving: `housing-platform serve` in the background ===")
         with ModelServer(settings, poll_interval_seconds=1.0) as server:
@@ -93,8 +168,8 @@ def run_demo() -> int:
             print(stable.describe())
             monitored = loop.monitor(defs, instance, run_config=QUIET_LOGS)
             _print_checks(monitored)
-            tick = loop.tick_sensor(defs, instance, cursor)
-            print(f"sensor retrain_on_drift: {'requested a run' if tick.request else tick.skip_reason}")
+            tick = loop.tick_sensor(defs, instance)
+            print(f"sensor retrain_on_drift: {_requested(tick.request) if tick.request else tick.skip_reason}")
             story.append(f"stable traffic: {stable.rows_scored:,} rows scored; monitoring checks "
                          + ("passed" if all(e.passed for e in monitored.get_asset_check_evaluations()) else "failed"))
 
@@ -108,26 +183,7 @@ def run_demo() -> int:
             story.append(f"shifted traffic: {shifted.rows_scored:,} rows; failed checks: {', '.join(failed) or 'none'}")
 
             print("\n=== 5. sensor tick → retraining → gate ===")
-            tick = loop.tick_sensor(defs, instance, tick.cursor)
-            if tick.request is None:
-                print(f"sensor retrain_on_drift: {tick.skip_reason}")
-                story.append("the sensor requested nothing")
-            else:
-                print(f"sensor retrain_on_drift requested a run, triggered by {tick.request.tags['housing_platform/trigger_check']}")
-                before = registry.champion()
-                retraining = loop.retrain(defs, instance, tick.request, {"loggers": {"console": {"config": {"log_level": "INFO"}}}})
-                print(f"retraining run {retraining.run_id}: {'SUCCESS' if retraining.success else 'stopped at the gate'}")
-                _print_checks(retraining)
-                _print_comparison(defs, instance)
-                after = registry.champion()
-                if after.version != before.version:
-                    swapped = server.wait_for_version(after.version, timeout_seconds=60)
-                    story.append(
-                        f"sensor → retraining → gate passed → v{after.version} is champion (v{before.version} is 'previous'); "
-                        f"the server {'swapped to it' if swapped else 'has NOT swapped yet'}"
-                    )
-                else:
-                    story.append(f"sensor → retraining → the gate kept v{before.version} as champion")
+            closed, verdict = _retrain_and_swap(defs, instance, registry, server, story)
 
         partition = today_partition_key()
         drift_html = settings.reports_dir / "drift" / f"{partition}.html"
@@ -141,4 +197,8 @@ def run_demo() -> int:
         print("  Dagster UI          `make dev` → http://127.0.0.1:3000 (lineage, checks, runs)")
         print("  MLflow UI           `make mlflow-ui` → http://127.0.0.1:5000 (runs, registry, drift reports)")
         print("  model server        `make serve` → http://127.0.0.1:8080/docs")
-    return 0
+    if not closed:
+        print(f"\nthe loop did NOT close: {verdict}")
+        return EXIT_LOOP_OPEN
+    print(f"\nthe loop closed: drift → sensor → retraining → gate → {verdict}")
+    return EXIT_LOOP_CLOSED

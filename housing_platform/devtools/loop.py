@@ -3,7 +3,9 @@
 `make demo` and the end-to-end test drive the platform through these functions, which use only the
 public pieces a user has: the Dagster definitions and instance, the `housing-platform serve`
 command in a subprocess, real HTTP traffic, and the `retrain_on_drift` sensor evaluated against the
-instance (what the daemon does every minute when `make dev` runs).
+instance (what the daemon does every minute when `make dev` runs). The sensor keeps no state of its
+own: a tick here and the daemon's next tick read the same instance, so a failure answered here is not
+answered again there.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import dagster as dg
 
 from housing_platform.defs.jobs import MONITORING_JOB, RETRAINING_JOB
 from housing_platform.defs.monitoring.partitions import today_partition_key
-from housing_platform.defs.sensors import retrain_on_drift
+from housing_platform.defs.sensors import SENSOR_NAME
 
 TRAINING_SELECTION = dg.AssetSelection.groups("ingestion", "training", "registry")
 # A few epochs: enough for the gate to pass on the real data in seconds (end-to-end tests, UI tour).
@@ -27,9 +29,13 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 @dataclass
 class SensorTick:
-    request: dg.RunRequest | None
+    requests: list[dg.RunRequest]
     skip_reason: str | None
-    cursor: str | None
+
+    @property
+    def request(self) -> dg.RunRequest | None:
+        """The run requested (the sensor requests at most one per tick), or None."""
+        return self.requests[0] if self.requests else None
 
 
 def train(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None,
@@ -59,13 +65,15 @@ def monitor(defs: dg.Definitions, instance: dg.DagsterInstance, partition_key: s
     )
 
 
-def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> SensorTick:
-    """Evaluate `retrain_on_drift` once against ``instance``, as the daemon would."""
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    result = retrain_on_drift(context)
-    if isinstance(result, dg.RunRequest):
-        return SensorTick(result, None, context.cursor)
-    return SensorTick(None, result.skip_message if isinstance(result, dg.SkipReason) else None, context.cursor)
+def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance,
+                sensor: dg.SensorDefinition | None = None) -> SensorTick:
+    """Evaluate the retraining sensor once against ``instance``, as the daemon would (fresh context, no cursor).
+
+    ``sensor`` defaults to the definitions' `retrain_on_drift`; tests pass one built with another policy.
+    """
+    sensor = sensor or defs.resolve_sensor_def(SENSOR_NAME)
+    data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    return SensorTick(list(data.run_requests or []), data.skip_message)
 
 
 def retrain(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest,

@@ -2,8 +2,8 @@
 
 stable traffic → checks pass, the sensor requests nothing; shifted traffic with feedback → the
 drift check fails → the sensor yields exactly one run request → executing it trains and registers
-through the gate → the champion moves only if the gate passed (and the server swaps to it) → a
-second sensor tick yields nothing.
+through the gate → the champion moves only if the gate passed (and the server swaps to it) → the
+daemon's tick on the same instance, with a fresh cursor, launches nothing more.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import dagster as dg
 import pytest
 
 from housing_platform.adapters.mlflow_registry import ModelRegistry
-from housing_platform.config.settings import HousingSettings
+from housing_platform.config.settings import HousingSettings, RetrainingPolicy
 from housing_platform.core import model_gate as gate
 from housing_platform.defs.definitions import build_definitions
+from housing_platform.defs.jobs import RETRAINING_JOB
+from housing_platform.defs.sensors import EVALUATION_TAG, SENSOR_NAME, retraining_sensor
 from housing_platform.devtools import loop
 from housing_platform.devtools.loop import SMALL_TRAINING
 from housing_platform.devtools.model_server import ModelServer
@@ -73,8 +75,7 @@ def test_closed_loop_from_drift_to_a_refused_candidate_and_a_promoted_served_cha
     calm = loop.check_results(loop.monitor(defs, instance))
     assert calm[DRIFT_CHECK].passed, calm[DRIFT_CHECK].description
     assert calm[QUALITY_CHECK].passed, calm[QUALITY_CHECK].description
-    tick = loop.tick_sensor(defs, instance, None)
-    assert tick.request is None
+    assert loop.tick_sensor(defs, instance).requests == []
 
     shifted = simulate(server.url, "income_shift", 1_500, data_path=settings.data_path, feedback=True, seed=2)
     assert shifted.failed_requests == 0 and shifted.feedback_sent == 1_500
@@ -82,8 +83,8 @@ def test_closed_loop_from_drift_to_a_refused_candidate_and_a_promoted_served_cha
     assert not alarmed[DRIFT_CHECK].passed
     assert "median_income" in alarmed[DRIFT_CHECK].metadata["drifted_columns"].value
 
-    tick = loop.tick_sensor(defs, instance, tick.cursor)
-    assert tick.request is not None
+    tick = loop.tick_sensor(defs, instance)  # the demo's manual tick
+    assert len(tick.requests) == 1
     assert tick.request.tags["housing_platform/trigger_check"] in {DRIFT_CHECK, QUALITY_CHECK}
 
     # The gate decides, not this machine's training outcome: the same retraining request is run
@@ -109,4 +110,15 @@ def test_closed_loop_from_drift_to_a_refused_candidate_and_a_promoted_served_cha
     after = simulate(server.url, "stable", 200, data_path=settings.data_path, seed=3)
     assert after.model_versions == {"2"} and after.failed_requests == 0
 
-    assert loop.tick_sensor(defs, instance, tick.cursor).request is None
+    # `make dev` after the demo: the daemon ticks the definitions' sensor on the same instance with a
+    # fresh cursor, and nothing is launched — not because of the cooldown: without one, the failure is
+    # still answered by the runs tagged with it.
+    retraining_runs = dg.RunsFilter(job_name=RETRAINING_JOB)
+    answered = {run.tags[EVALUATION_TAG] for run in instance.get_runs(retraining_runs)}
+    assert answered == {tick.request.tags[EVALUATION_TAG]}
+    unlimited = retraining_sensor(RetrainingPolicy(cooldown_hours=0, daily_budget_runs=1_000))
+    for sensor in (defs.resolve_sensor_def(SENSOR_NAME), unlimited):
+        daemon = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=None, definitions=defs))
+        assert not daemon.run_requests
+        assert "is answered by run" in daemon.skip_message, daemon.skip_message
+    assert instance.get_runs_count(retraining_runs) == 2
