@@ -46,7 +46,8 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
         # check specs; the separate ones (the promotion gate, the live endpoint) are loaded from the checks modules.
         asset_checks=dg.load_asset_checks_from_modules([training_checks, serving_checks]),
         jobs=[jobs.retraining_job, jobs.monitoring_job],
-        sensors=[sensors.retrain_on_drift],
+        # The sensor follows the retraining policy of the settings these definitions are built from.
+        sensors=[sensors.retraining_sensor(settings.retraining)],
         schedules=[schedules.hourly_monitoring],
         resources=resources,
         # One process for the whole run: TensorFlow's import and the code location are paid once,
