@@ -47,6 +47,7 @@ class RegisteredModels:
     train: pd.DataFrame
     test: pd.DataFrame  # the WHOLE test split of the real data
     scorers: dict[str, object] = field(default_factory=dict)  # version -> FastScorer (filled lazily)
+    sources: dict[str, str] = field(default_factory=dict)  # version -> local copy of its model files
 
     def registry(self):
         from housing_platform.adapters.mlflow_registry import ModelRegistry
@@ -58,11 +59,24 @@ class RegisteredModels:
         return {"MLFLOW_TRACKING_URI": self.tracking_uri, "HOUSING_MLFLOW_ARTIFACT_ROOT": self.artifact_root}
 
     def model_source(self, version: str) -> str:
-        """The version's artifact location in THIS registry (a ``models:/`` URI would resolve through
-        MLflow's process-wide tracking URI, which whichever registry was opened last has set)."""
+        """Where the version's model files are, read from THIS registry.
+
+        A ``models:/`` URI — and, in MLflow 3, the ``models:/m-…`` source a version records — resolves
+        through MLflow's process-wide tracking and registry URIs, which whichever registry was opened
+        last has set (MLflow's ``models:/`` artifact repository ignores a URI passed to it). In a test
+        session several registries coexist, so the logged model's artifact location is looked up with
+        a client bound to this registry and the files are loaded from there.
+        """
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.tracking_uri).get_model_version_download_uri(self.model_name, version)
+        if version not in self.sources:
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            registered = client.get_model_version(self.model_name, str(version))
+            source = registered.source
+            if source.startswith("models:/"):  # MLflow 3: the source names a logged model, models:/<model id>
+                source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+            self.sources[version] = source
+        return self.sources[version]
 
     def load_pyfunc(self, version: str):
         import mlflow
