@@ -26,14 +26,14 @@ How a column drifts
     size and the rest (see :func:`_thresholds`). From about 1,000 current rows on the floor is below
     0.1 and Evidently's threshold applies unchanged. The table's ``threshold`` is the one applied.
 
-The verdict
+The verdict (the rules are in :mod:`~housing_platform.core.drift_rules`)
     * ``"insufficient data"`` when the current table has fewer than ``min_rows`` rows: nothing is
       computed and the check passes — a quiet day must not raise a false alarm.
-    * ``"drift"`` when the check fails: the share of drifted *features* (the prediction is not counted)
-      is ``>= drift_share`` (Evidently's dataset-drift rule, default 0.5), or any key feature (default
-      ``median_income``, the strongest driver of the price) drifted.
-    * ``"no drift"`` otherwise. Prediction drift alone is reported (``prediction_drift``, the table and
-      the HTML) but does not fail the check; list the prediction column in ``key_features`` to make it.
+    * ``"drift"`` when the check fails: any of four rules fired — the share of drifted features is
+      ``>= drift_share`` (Evidently's dataset-drift rule), a key feature drifted, one feature's score
+      reached ``severe_drift_multiple`` times its threshold, or the prediction drifted. ``rules_fired``
+      names them and ``reason`` gives each one's numbers.
+    * ``"no drift"`` otherwise.
 
 Sampling (speed on large days)
     Evidently takes ~14 s for a million current rows on two cores, most of it per-row work that adds
@@ -66,6 +66,7 @@ from housing_platform.core.drift_evidently import (  # TABLE_COLUMNS: the column
     typed_table,
 )
 from housing_platform.core.drift_noise_floor import FLOOR_KINDS, noise_floors
+from housing_platform.core.drift_rules import Judgement, judge, nothing_judged
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS
 
 VERDICT_DRIFT = "drift"
@@ -111,6 +112,18 @@ class DriftConfig(BaseModel):
         "alarm; None = off. Applies to wasserstein (numerical) and jensenshannon (categorical) only.",
     )
     noise_floor_draws: int = Field(500, ge=50, description="Random splits of the reference behind the noise floor.")
+    severe_drift_multiple: float | None = Field(
+        3.0,
+        ge=1,
+        description="A single feature whose score reaches this multiple of its threshold (the larger of the "
+        "configured one and its noise floor) fails the check on its own, key feature or not: a feature that "
+        "changed scale or meaning. None = off. Judged for wasserstein and jensenshannon scores.",
+    )
+    fail_on_prediction_drift: bool = Field(
+        True,
+        description="Drift of the prediction's distribution (its threshold: numerical_threshold raised to its "
+        "noise floor) fails the check on its own.",
+    )
 
     @model_validator(mode="after")
     def _max_rows_not_below_min_rows(self) -> "DriftConfig":
@@ -131,7 +144,10 @@ class DriftResult:
     drifted_share: float  # drifted features / features (the prediction is not counted)
     drifted_columns: list[str]  # drifted features, in FEATURE_COLUMNS order (the prediction is not listed)
     key_feature_drift: list[str]
+    severe_feature_drift: list[str]  # features at or above their severe threshold
+    severe_thresholds: dict[str, float]  # per feature judged by the severe rule
     prediction_drift: bool | None  # None when no prediction column was given or nothing was computed
+    rules_fired: list[str]  # drift_rules.RULES that failed the check; empty when it passed
     reference_rows: int
     current_rows: int
     compared_reference_rows: int  # after sampling; 0 when nothing was computed
@@ -151,14 +167,18 @@ class DriftResult:
             "drifted_columns": list(self.drifted_columns),
             "key_features": list(self.config.key_features),
             "key_feature_drift": list(self.key_feature_drift),
+            "severe_feature_drift": list(self.severe_feature_drift),
+            "severe_drift_multiple": self.config.severe_drift_multiple,
             "prediction_drift": self.prediction_drift,
+            "rules_fired": list(self.rules_fired),
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "compared_reference_rows": self.compared_reference_rows,
             "compared_current_rows": self.compared_current_rows,
             "config": self.config.model_dump(mode="json"),
             "table": [
-                {"column": column, "method": method, "score": score, "threshold": threshold, "drifted": drifted}
+                {"column": column, "method": method, "score": score, "threshold": threshold,
+                 "severe_threshold": self.severe_thresholds.get(column), "drifted": drifted}
                 for column, method, score, threshold, drifted in zip(
                     self.table["column"],
                     self.table["method"],
@@ -236,23 +256,20 @@ def compute_drift(
         reference_sample, current_sample, methods, thresholds, config.drift_share, prediction_column
     )
     table = drift_table(snapshot, columns)
-
-    by_column = table.set_index("column")["drifted"]
-    drifted_columns = [c for c in FEATURE_COLUMNS if by_column[c]]
-    drifted_share = len(drifted_columns) / len(FEATURE_COLUMNS)
-    dataset_drift = drifted_share >= config.drift_share
-    key_feature_drift = [c for c in config.key_features if by_column[c]]
-    check_passed = not dataset_drift and not key_feature_drift
+    judgement = judge(
+        table,
+        drift_share=config.drift_share,
+        key_features=config.key_features,
+        severe_drift_multiple=config.severe_drift_multiple,
+        fail_on_prediction_drift=config.fail_on_prediction_drift,
+        prediction_column=prediction_column,
+    )
     return DriftResult(
-        verdict=VERDICT_NO_DRIFT if check_passed else VERDICT_DRIFT,
-        check_passed=check_passed,
-        reason=_reason(drifted_columns, drifted_share, dataset_drift, key_feature_drift, config),
+        verdict=VERDICT_NO_DRIFT if judgement.check_passed else VERDICT_DRIFT,
+        check_passed=judgement.check_passed,
+        reason=judgement.reason,
         table=table,
-        dataset_drift=dataset_drift,
-        drifted_share=drifted_share,
-        drifted_columns=drifted_columns,
-        key_feature_drift=key_feature_drift,
-        prediction_drift=bool(by_column[prediction_column]) if prediction_column else None,
+        **_judged(judgement),
         reference_rows=len(reference),
         current_rows=len(current),
         compared_reference_rows=len(reference_sample),
@@ -331,16 +348,11 @@ def _thresholds(
     return thresholds
 
 
-def _reason(
-    drifted: list[str], share: float, dataset_drift: bool, key_drift: list[str], config: DriftConfig
-) -> str:
-    counted = f"{len(drifted)} of {len(FEATURE_COLUMNS)} features drifted ({share:.0%})"
-    if drifted:
-        counted += f": {', '.join(drifted)}"
-    comparison = ">=" if dataset_drift else "<"
-    parts = [f"{counted}; {comparison} drift_share {config.drift_share:.0%}"]
-    parts.append(f"key feature drift: {', '.join(key_drift)}" if key_drift else "no key feature drifted")
-    return ("dataset drift: " if dataset_drift else "") + "; ".join(parts)
+def _judged(judgement: Judgement) -> dict[str, Any]:
+    """The judgement's figures, as DriftResult fields."""
+    names = ("dataset_drift", "drifted_share", "drifted_columns", "key_feature_drift", "severe_feature_drift",
+             "severe_thresholds", "prediction_drift", "rules_fired")
+    return {name: getattr(judgement, name) for name in names}
 
 
 def _insufficient_data(reference_rows: int, current_rows: int, config: DriftConfig) -> DriftResult:
@@ -352,11 +364,7 @@ def _insufficient_data(reference_rows: int, current_rows: int, config: DriftConf
             "so nothing was compared and the check passes"
         ),
         table=typed_table([]),
-        dataset_drift=False,
-        drifted_share=0.0,
-        drifted_columns=[],
-        key_feature_drift=[],
-        prediction_drift=None,
+        **_judged(nothing_judged()),
         reference_rows=reference_rows,
         current_rows=current_rows,
         compared_reference_rows=0,

@@ -77,16 +77,58 @@ def test_table_is_tidy_one_typed_row_per_compared_column(stable_result) -> None:
 
 def test_stable_held_out_traffic_is_not_flagged(stable_result) -> None:
     assert stable_result.verdict == VERDICT_NO_DRIFT
-    assert stable_result.check_passed
+    assert stable_result.check_passed and stable_result.rules_fired == []
     assert not stable_result.dataset_drift and stable_result.key_feature_drift == []
     assert stable_result.compared_current_rows == 1_000  # below max_rows: no sampling
 
 
 def test_stable_traffic_at_min_rows_is_not_flagged_thanks_to_the_noise_floor(split, reference) -> None:
     result = compute_drift(reference, scenario(split, "stable", 200, seed=3))
-    assert result.verdict == VERDICT_NO_DRIFT
+    assert result.verdict == VERDICT_NO_DRIFT and result.rules_fired == []
     numerical = result.table[result.table["column"] != CATEGORICAL_COLUMN]
     assert (numerical["threshold"] > 0.12).all()  # 200 rows are noisy: thresholds rise above 0.1
+
+
+def test_stable_traffic_on_a_large_day_fires_no_rule(split, reference) -> None:
+    result = compute_drift(reference, scenario(split, "stable", 10_000, seed=4))
+    assert result.verdict == VERDICT_NO_DRIFT and result.rules_fired == []
+    assert result.prediction_drift is False and result.severe_feature_drift == []
+
+
+RECODED = {"<1H OCEAN": "NEAR BAY", "NEAR BAY": "<1H OCEAN", "INLAND": "NEAR OCEAN", "NEAR OCEAN": "INLAND"}
+
+
+@pytest.mark.parametrize(
+    "column, change",
+    [
+        ("total_rooms", lambda values: values * 0.5),  # the smallest score of a x0.5 change in the benchmark
+        ("households", lambda values: values * 1.7),
+        ("housing_median_age", lambda values: values * 0.5),
+        (CATEGORICAL_COLUMN, lambda values: values.replace(RECODED)),  # two pairs of labels swapped
+    ],
+    ids=["total_rooms x0.5", "households x1.7", "housing_median_age x0.5", "ocean_proximity re-coded"],
+)
+def test_a_strong_change_of_one_non_key_feature_fails_the_check_naming_it(split, reference, column, change) -> None:
+    current = make_scenario(split[1], "stable", 1_000, 6)
+    result = compute_drift(reference, with_prediction(current.assign(**{column: change(current[column])})))
+    assert result.verdict == VERDICT_DRIFT and not result.check_passed
+    assert result.rules_fired == ["severe_single_feature"]  # neither the dataset share nor a key feature
+    assert result.severe_feature_drift == [column] and result.drifted_columns == [column]
+    row = result.table.set_index("column").loc[column]
+    severe = result.severe_thresholds[column]
+    assert severe == pytest.approx(3 * row["threshold"])
+    assert f"{column} scored {row['score']:.3f} ≥ its severe threshold {severe:.3f}" in result.reason
+    assert result.summary()["rules_fired"] == ["severe_single_feature"]
+
+
+def test_drift_of_the_prediction_alone_fails_the_check(split, reference) -> None:
+    # Features as in training, outputs 25% higher: e.g. a model served with a wrong output scaler.
+    current = scenario(split, "stable", 1_000, seed=7)
+    result = compute_drift(reference, current.assign(prediction=current["prediction"] * 1.25))
+    assert result.drifted_columns == [] and result.prediction_drift is True
+    assert result.verdict == VERDICT_DRIFT and result.rules_fired == ["prediction_drift"]
+    assert result.reason.startswith("prediction_drift: prediction drifted (score ")
+    assert compute_drift(reference, current).rules_fired == []  # the same rows with their own predictions
 
 
 def test_income_shift_is_flagged_on_the_key_feature_and_the_prediction(income_result) -> None:
@@ -95,7 +137,8 @@ def test_income_shift_is_flagged_on_the_key_feature_and_the_prediction(income_re
     assert income_result.key_feature_drift == ["median_income"]
     assert income_result.prediction_drift is True
     assert not income_result.dataset_drift  # one feature of nine: caught by the key-feature rule
-    assert "key feature drift: median_income" in income_result.reason
+    assert income_result.rules_fired[:1] == ["key_feature"]
+    assert "key_feature: median_income drifted (score " in income_result.reason
 
 
 def test_coastal_only_is_flagged_as_dataset_drift(split, reference) -> None:

@@ -99,11 +99,13 @@ def drift_report(
     The reference is the sample of training rows (features + the model's predictions) stored with
     the model version that served most of the day's rows, so a drift report always compares traffic
     with what *that* model learned from. Columns are compared with Evidently's distances (normed
-    Wasserstein for numbers, Jensen–Shannon for `ocean_proximity`, threshold 0.1), plus the
-    prediction. The HTML report is written to `<state>/reports/drift/<date>.html` (open it in a
-    browser) and logged to the MLflow `monitoring` experiment. The value is a tidy table
-    (column, method, score, threshold, drifted): `defs.load_asset_value("drift_report",
-    partition_key="2026-11-22")`.
+    Wasserstein for numbers, Jensen–Shannon for `ocean_proximity`, threshold 0.1 raised to the noise
+    floor of small days), plus the prediction. The check `no_feature_drift` fails when a rule of
+    `core.drift_rules` fires — dataset share, key feature, severe single feature, prediction drift —
+    and names each with its numbers (metadata `rules_fired`). The HTML report is written to
+    `<state>/reports/drift/<date>.html` (open it in a browser) and logged to the MLflow `monitoring`
+    experiment. The value is a tidy table (column, method, score, threshold, drifted):
+    `defs.load_asset_value("drift_report", partition_key="2026-11-22")`.
     """
     date = context.partition_key
     version = _serving_version(inference_log)
@@ -139,6 +141,7 @@ def drift_report(
         metadata={
             "verdict": result.verdict,
             "reason": result.reason,
+            "rules_fired": ", ".join(result.rules_fired) or "none",
             "dataset_drift": result.dataset_drift,
             "drifted_share": dg.MetadataValue.float(result.drifted_share),
             "drifted_columns": ", ".join(result.drifted_columns) or "none",
@@ -159,10 +162,14 @@ def drift_report(
         description=f"{result.verdict}: {result.reason}",
         metadata={
             "verdict": result.verdict,
+            "rules_fired": ", ".join(result.rules_fired) or "none",
             "drifted_columns": ", ".join(result.drifted_columns) or "none",
             "key_feature_drift": ", ".join(result.key_feature_drift) or "none",
+            "severe_feature_drift": ", ".join(result.severe_feature_drift) or "none",
+            "prediction_drift": "not compared" if result.prediction_drift is None else str(result.prediction_drift),
             "drifted_share": dg.MetadataValue.float(result.drifted_share),
             "scores": dg.MetadataValue.json(scores),
+            "severe_thresholds": dg.MetadataValue.json(result.severe_thresholds),
             "current_rows": dg.MetadataValue.int(result.current_rows),
         },
     )

@@ -22,15 +22,27 @@ WATCHED_CHECKS = (
 )
 
 
-def drift_check_spec(defaults: DriftReportConfig | None = None) -> dg.AssetCheckSpec:
+def drift_check_description(defaults: DriftReportConfig | None = None) -> str:
+    """What fails `no_feature_drift`, stated with the run-config defaults (see `core.drift_rules`)."""
     defaults = defaults or DriftReportConfig()
+    rules = [
+        f"dataset drift (share of drifted features ≥ {defaults.drift_share:g})",
+        f"drift in a key feature ({', '.join(defaults.key_features)})",
+    ]
+    if defaults.severe_drift_multiple is not None:
+        rules.append(f"severe drift of any single feature (score ≥ {defaults.severe_drift_multiple:g}× its threshold)")
+    if defaults.fail_on_prediction_drift:
+        rules.append("drift of the prediction")
+    return (
+        f"Fails on {', '.join(rules[:-1])} or {rules[-1]}; the description and `rules_fired` name the rules "
+        "that fired. Passes with 'insufficient data' on a quiet day. The `retrain_on_drift` sensor launches "
+        "retraining when it fails."
+    )
+
+
+def drift_check_spec(defaults: DriftReportConfig | None = None) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
-        DRIFT_CHECK,
-        asset=DRIFT_ASSET,
-        partitions_def=daily_partitions,
-        description=f"Fails on dataset drift (share of drifted features ≥ {defaults.drift_share:g}) or drift in a "
-        f"key feature ({', '.join(defaults.key_features)}). Passes with 'insufficient data' on a quiet day. "
-        "The `retrain_on_drift` sensor launches retraining when it fails.",
+        DRIFT_CHECK, asset=DRIFT_ASSET, partitions_def=daily_partitions, description=drift_check_description(defaults)
     )
 
 

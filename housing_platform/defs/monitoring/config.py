@@ -20,6 +20,8 @@ class DriftReportConfig(dg.Config):
     max_rows: int = field_from(
         DriftConfig, "max_rows", "Larger days are compared on a seeded uniform sample of this size."
     )
+    severe_drift_multiple: float | None = field_from(DriftConfig, "severe_drift_multiple")
+    fail_on_prediction_drift: bool = field_from(DriftConfig, "fail_on_prediction_drift")
 
     def to_drift_config(self) -> DriftConfig:
         return DriftConfig(
@@ -27,6 +29,8 @@ class DriftReportConfig(dg.Config):
             drift_share=self.drift_share,
             key_features=tuple(self.key_features),
             max_rows=self.max_rows,
+            severe_drift_multiple=self.severe_drift_multiple,
+            fail_on_prediction_drift=self.fail_on_prediction_drift,
         )
 
 
