@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings  # noqa: E402
 from housing_platform.core.schema import FEATURE_COLUMNS  # noqa: E402
+from housing_platform.devtools.processes import free_port, http_ok, wait_until  # noqa: E402
 
 # -- which model ---------------------------------------------------------------------------------
 
@@ -229,28 +230,6 @@ def throughput(host: str, port: int, path: str, body: bytes, seconds: int, conne
 # -- the servers ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 300.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(map(str, process.args[:4]))} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout:g} s")
-
-
 def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -> tuple[dict, list[subprocess.Popen]]:
     env = dict(os.environ) | model.env() | {
         "HOUSING_HOME": str(workdir / "state"),
@@ -286,7 +265,8 @@ def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -
                          "process": processes[-1]}
     try:
         for server in servers.values():
-            wait_for(f"http://127.0.0.1:{server['port']}{server['ready']}", server["process"])
+            url = f"http://127.0.0.1:{server['port']}{server['ready']}"
+            wait_until(http_ok(url), what=url, timeout_seconds=300.0, process=server["process"])
     except BaseException:
         stop(processes)
         raise
