@@ -15,7 +15,6 @@ Plain Python (no Dagster): the Dagster assets, the model server and notebooks al
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import tempfile
@@ -29,6 +28,9 @@ import pandas as pd
 
 from housing_platform.config.settings import PROJECT_ROOT
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
+from housing_platform.scoring.errors import ScoringError
+from housing_platform.scoring.integrity import FILES_SHA256_TAG, manifest_tag
+from housing_platform.scoring.integrity import sha256_of as sha256_of  # the training assets hash their files with it
 
 MODEL_NAME = "housing_price_model"
 TRAINING_EXPERIMENT = "housing_price_model_training"
@@ -42,14 +44,6 @@ FAST_PATH_REASON_TAG = "fast_path_reason"  # why, in one line (the worst row, it
 MAX_TAG_VALUE_CHARS = 5_000  # MLflow's limit on a model version tag's value
 # Distributions the pyfunc model needs at load time, pinned to what is installed.
 MODEL_REQUIREMENTS = ("mlflow", "tensorflow", "keras", "scikit-learn", "skops", "pandas", "numpy", "pyarrow")
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_commit() -> str:
@@ -71,6 +65,28 @@ def pinned_requirements() -> list[str]:
     return [f"{name}=={importlib_metadata.version(name)}" for name in MODEL_REQUIREMENTS]
 
 
+class MissingTrackingDatabase(ScoringError):
+    """A reader was pointed at an SQLite tracking database that does not exist (MLflow would create it empty)."""
+
+
+def sqlite_database_path(tracking_uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` tracking URI (None for other schemes or an in-memory database)."""
+    if not tracking_uri.startswith("sqlite:///") or tracking_uri.removeprefix("sqlite:///") in ("", ":memory:"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def require_tracking_database(tracking_uri: str) -> None:
+    """Raise :class:`MissingTrackingDatabase`, naming the path, if ``tracking_uri`` is an SQLite file that is not there."""
+    path = sqlite_database_path(tracking_uri)
+    if path is not None and not path.is_file():
+        raise MissingTrackingDatabase(
+            f"the MLflow tracking database {path} does not exist (tracking URI {tracking_uri}); nothing has been "
+            "registered there. Check HOUSING_HOME / MLFLOW_TRACKING_URI, or create it with `housing-platform init` "
+            "and a materialization of the training assets"
+        )
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
     name: str
@@ -90,9 +106,15 @@ class ModelRegistry:
         model_name: str = MODEL_NAME,
         experiment_name: str = TRAINING_EXPERIMENT,
         ui_url: str = "http://127.0.0.1:5000",
+        *,
+        must_exist: bool = False,
     ):
+        """``must_exist``: a reader (the server, batch scoring) refuses a missing SQLite database with
+        :class:`MissingTrackingDatabase` instead of letting MLflow create an empty one."""
         import mlflow
 
+        if must_exist:
+            require_tracking_database(tracking_uri)
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root.rstrip("/")
         self.model_name = model_name
@@ -192,6 +214,13 @@ class ModelRegistry:
                     path = Path(folder) / Path(REFERENCE_ARTIFACT).name
                     reference.to_parquet(path, index=False)
                     mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+            # Every file of the model as stored, hashed now and recorded in the registry database:
+            # load_fast_scorer refuses the version if one of them changes (scoring/integrity.py).
+            with tempfile.TemporaryDirectory() as folder:
+                stored = mlflow.artifacts.download_artifacts(
+                    artifact_uri=info.model_uri, dst_path=folder, tracking_uri=self.tracking_uri
+                )
+                tags = {**tags, FILES_SHA256_TAG: manifest_tag(stored)}
         version = mlflow.register_model(info.model_uri, self.model_name, tags=tags)
         return RegisteredVersion(
             name=self.model_name,

@@ -221,7 +221,8 @@ def command_score(args: argparse.Namespace) -> int:
     apply_process_defaults(settings)
     try:
         reference = ModelReference.parse(args.model_uri)
-        registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, model_name=reference.name)
+        registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, model_name=reference.name,
+                                 must_exist=True)
         version = resolve_version(registry, reference)
         scorer = load_fast_scorer(f"models:/{reference.name}/{version}", precision=BATCH_PRECISION)
     except ScoringError as error:

@@ -15,6 +15,8 @@ tests hold the port to the same bound on the whole test split.
 from __future__ import annotations
 
 import math
+import re
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,7 @@ from housing_platform.core.schema import (
 )
 from housing_platform.scoring.error_bound import skew_bound
 from housing_platform.scoring.errors import ScoringError, SkewError
+from housing_platform.scoring.integrity import verify_model_files
 from housing_platform.scoring.scorer import FastScorer
 
 
@@ -152,20 +155,58 @@ def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(rel.max(initial=0.0))
 
 
-def load_fast_scorer(model_uri: str, *, verify: bool = True, precision: str = "float64") -> FastScorer:
-    """Load a registered version (a concrete ``models:/name/N`` URI) and derive its fast path.
+_REGISTERED_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
-    The pyfunc is loaded exactly as any consumer would (``mlflow.pyfunc.load_model``), its python
-    model unwrapped and read into a :class:`FastScorer`; with ``verify`` (the default) the two are
-    compared on :func:`probe_frame` rows and a :class:`SkewError` raised if any row lies outside its
-    float32 error bound (:func:`verify_against`).
+
+def registered_version_tags(model_uri: str) -> tuple[str, dict[str, str]] | None:
+    """For a registered version's URI (``models:/name/N`` or ``models:/name@alias``): the concrete
+    ``models:/name/N`` and the version's tags, from the registry MLflow is pointed at (the one that
+    ``models:/`` URIs resolve through). None for any other URI (a local folder, ``runs:/``, a logged
+    model's ``models:/m-…``): nothing was recorded for it, so there is nothing to check its files against.
     """
     import mlflow
 
+    match = _REGISTERED_URI.match(model_uri.strip())
+    if not match:
+        return None
+    client = mlflow.MlflowClient(tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri())
     try:
-        pyfunc = mlflow.pyfunc.load_model(model_uri)
-    except Exception as error:  # MLflow raises several types for a missing or unreadable model
+        if match["alias"]:
+            version = client.get_model_version_by_alias(match["name"], match["alias"])
+        else:
+            version = client.get_model_version(match["name"], match["version"])
+    except Exception as error:  # MLflow raises several types for an unknown name, version or alias
         raise ScoringError(f"cannot load {model_uri}: {type(error).__name__}: {error}") from error
+    return f"models:/{match['name']}/{version.version}", dict(version.tags)
+
+
+def load_fast_scorer(model_uri: str, *, verify: bool = True, precision: str = "float64") -> FastScorer:
+    """Load a registered version (a concrete ``models:/name/N`` URI) and derive its fast path.
+
+    The version's files are downloaded and, for a registered version, checked against the sha256 the
+    registry recorded at registration *before* anything in them is deserialised
+    (:func:`~housing_platform.scoring.integrity.verify_model_files`; a changed, missing or added file
+    raises :class:`~housing_platform.scoring.integrity.ArtifactIntegrityError` naming the file and both
+    hashes). The pyfunc is then loaded from those very files as any consumer would
+    (``mlflow.pyfunc.load_model``), its python model unwrapped and read into a :class:`FastScorer`;
+    with ``verify`` (the default) the two are compared on :func:`probe_frame` rows and a
+    :class:`SkewError` raised if any row lies outside its float32 error bound (:func:`verify_against`).
+    """
+    import mlflow
+
+    registered = registered_version_tags(model_uri)
+    source = registered[0] if registered is not None else model_uri  # an alias is read once, here
+    with tempfile.TemporaryDirectory(prefix="housing-model-") as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=folder)
+        except Exception as error:  # MLflow raises several types for a missing or unreadable model
+            raise ScoringError(f"cannot load {model_uri}: {type(error).__name__}: {error}") from error
+        if registered is not None:
+            verify_model_files(local, registered[1], source)
+        try:
+            pyfunc = mlflow.pyfunc.load_model(local)  # reads every file now; the folder can go afterwards
+        except Exception as error:
+            raise ScoringError(f"cannot load {model_uri}: {type(error).__name__}: {error}") from error
     python_model = pyfunc.unwrap_python_model()
     scorer = FastScorer.from_python_model(python_model, precision=precision)
     if verify:

@@ -114,7 +114,8 @@ class ServingMetrics:
         self.refused_loads = Counter(
             f"{PREFIX}_model_refused_loads",
             "Load attempts of a version that was then not served, by reason: skew (its fast path differs from the "
-            "registered model), unsupported_model (the fast path cannot read it), load_error (anything else).",
+            "registered model), unsupported_model (the fast path cannot read it), integrity (a model file's sha256 differs "
+            "from the registry's record), load_error (anything else).",
             ["reason"], registry=self.registry,
         )
         for kind in REFUSAL_KINDS:  # every reason present from the start, at 0, so rate() sees the first one

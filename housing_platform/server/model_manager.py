@@ -9,8 +9,10 @@ reference assignment, atomic in Python. A request reads :attr:`ModelManager.curr
 that :class:`ServedModel` to the end, so it is scored wholly by the old or wholly by the new version;
 the old one is garbage-collected when the last request holding it finishes.
 
-A version that fails to load (or whose fast path differs from the registered model beyond a probe
-row's float32 error bound: ``SkewError`` naming the row, see ``scoring/error_bound.py``) is *refused*:
+A version that fails to load (or whose files differ from the sha256 the registry recorded:
+``ArtifactIntegrityError`` naming the file and both hashes, see ``scoring/integrity.py``; or whose fast
+path differs from the registered model beyond a probe row's float32 error bound: ``SkewError`` naming
+the row, see ``scoring/error_bound.py``) is *refused*:
 the previous one keeps serving, the refusal is logged once with its reason and counted by kind
 (:data:`REFUSAL_KINDS`), and the version is not loaded again before its back-off expires — the
 first wait is ``refused_load_backoff_seconds``, doubling after each failed attempt up to
@@ -30,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from housing_platform.adapters.model_uri import ModelReference, resolve_version
 from housing_platform.scoring.errors import SkewError, UnsupportedModelError
+from housing_platform.scoring.integrity import ArtifactIntegrityError
 from housing_platform.scoring.scorer import FastScorer
 from housing_platform.scoring.verification import load_fast_scorer
 from housing_platform.server.server_config import serving_default
@@ -37,13 +40,16 @@ from housing_platform.server.server_config import serving_default
 logger = logging.getLogger(__name__)
 
 # Why a version was refused, as a metric label: bounded, so a scrape never grows with error texts.
-SKEW, UNSUPPORTED_MODEL, LOAD_ERROR = "skew", "unsupported_model", "load_error"
-REFUSAL_KINDS = (SKEW, UNSUPPORTED_MODEL, LOAD_ERROR)
+SKEW, UNSUPPORTED_MODEL, INTEGRITY, LOAD_ERROR = "skew", "unsupported_model", "integrity", "load_error"
+REFUSAL_KINDS = (SKEW, UNSUPPORTED_MODEL, INTEGRITY, LOAD_ERROR)
 
 
 def refusal_kind(error: BaseException) -> str:
-    """:data:`SKEW` (the fast path differs), :data:`UNSUPPORTED_MODEL` (the port cannot read it) or
-    :data:`LOAD_ERROR` (anything else: artifacts unreachable, a broken file)."""
+    """:data:`SKEW` (the fast path differs), :data:`UNSUPPORTED_MODEL` (the port cannot read it),
+    :data:`INTEGRITY` (a model file's sha256 differs from the registry's record) or :data:`LOAD_ERROR`
+    (anything else: artifacts unreachable, a broken file)."""
+    if isinstance(error, ArtifactIntegrityError):
+        return INTEGRITY
     if isinstance(error, SkewError):
         return SKEW
     if isinstance(error, UnsupportedModelError):

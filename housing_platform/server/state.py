@@ -104,8 +104,9 @@ class ServerState:
     def _registry(self):
         from housing_platform.adapters.mlflow_registry import ModelRegistry
 
-        return ModelRegistry(
-            self.config.tracking_uri, self.config.artifact_root, model_name=self.manager.reference.name
+        return ModelRegistry(  # a missing SQLite database is an error naming it, never a new empty registry
+            self.config.tracking_uri, self.config.artifact_root, model_name=self.manager.reference.name,
+            must_exist=True,
         )
 
     def _serving_status(self) -> ServingStatus | None:
