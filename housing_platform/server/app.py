@@ -67,7 +67,11 @@ def create_app(
     async def internal_error(request: Request, error: Exception) -> Response:
         error_id = uuid.uuid4().hex
         logger.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
-        return json_response(500, {"detail": "internal server error; it has been logged", "error_id": error_id})
+        # uvicorn closes the connection after an unhandled error; saying so lets a keep-alive client
+        # open a new one for its next request instead of writing into a closed socket.
+        response = json_response(500, {"detail": "internal server error; it has been logged", "error_id": error_id})
+        response.headers["connection"] = "close"
+        return response
 
     add_routes(app, state)
     return app

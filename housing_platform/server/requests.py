@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +82,59 @@ def error_item(loc: list, field: str, rule: str, message: str, value: Any = MISS
     return item
 
 
+MAX_ECHO_CHARS = 100
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson reads and writes as an integer
+_SHOWN = reprlib.Repr()  # keyword arguments need Python 3.12
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxlong = 3, 5, 5, 40
+_SHOWN.maxstring = _SHOWN.maxother = MAX_ECHO_CHARS
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message: a repr, escaped (a lone surrogate becomes ``\\ud800``) and truncated."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= MAX_ECHO_CHARS + 20 else text[:MAX_ECHO_CHARS] + "..."
+
+
 def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # "nan", "inf": JSON cannot carry them
+    """The ``input`` of an error item: the value itself when JSON carries it small and intact, else :func:`shown`.
+
+    A 500 must never come from echoing what the client sent: a lone surrogate, an integer beyond 64 bits
+    or a structure nested 300 levels deep cannot be encoded by orjson, and a 10 MB string must not be
+    sent back (twice) in a 422.
+    """
+    if value is None or isinstance(value, bool):
+        return value
     if isinstance(value, np.generic):
         return _json_safe(value.item())
-    if isinstance(value, dict | list) and len(orjson.dumps(value, default=str)) > 200:
-        return f"<{type(value).__name__} of {len(value)} items>"
-    return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)  # "nan", "inf": JSON cannot carry them
+    if isinstance(value, int):
+        return value if _INT_RANGE[0] <= value <= _INT_RANGE[1] else shown(value)
+    if isinstance(value, str) and len(value) <= MAX_ECHO_CHARS:
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:  # a lone surrogate
+            return shown(value)
+    if isinstance(value, dict | list) and len(value) <= 10:
+        try:
+            if len(orjson.dumps(value)) <= 2 * MAX_ECHO_CHARS:
+                return value
+        except orjson.JSONEncodeError:  # too deep, a surrogate or a huge integer inside
+            pass
+    return shown(value)
+
+
+def _parse_int(literal: str) -> int | float:
+    """An integer literal as orjson reads it: beyond 64 bits it is a float (inf beyond float64, refused later).
+
+    Python's own ``int()`` would build arbitrary-precision integers (and fail beyond 4,300 digits).
+    """
+    if len(literal) <= 20:
+        number = int(literal)
+        if _INT_RANGE[0] <= number <= _INT_RANGE[1]:
+            return number
+    return float(literal)
 
 
 def parse_json(body: bytes) -> Any:
@@ -99,8 +145,8 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
         try:  # the stdlib parser accepts NaN, Infinity and 1e400; validation then names the field
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            return json.loads(body.decode("utf-8"), parse_int=_parse_int)  # JSON over HTTP is UTF-8 (RFC 8259)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise RequestError(400, {"detail": f"the request body is not valid JSON: {error}"}) from None
 
 
@@ -253,11 +299,11 @@ def _add_violation(violation: Violation, instances: list[dict], errors: list[dic
             names = [part.strip() for part in violation.field.split(",")]
             value = {name: instances[i].get(name) for name in names}
             loc = ["body", "instances", i]
-            message = f"{violation.message} (got {', '.join(f'{k}={v}' for k, v in value.items())})"
+            message = f"{violation.message} (got {', '.join(f'{k}={shown(v)}' for k, v in value.items())})"
         else:
             value = instances[i].get(violation.field)
             loc = ["body", "instances", i, violation.field]
-            message = f"{violation.message}, got {value!r}"
+            message = f"{violation.message}, got {shown(value)}"
         errors.append(error_item(loc, violation.field, violation.rule, message, value, row=i))
 
 
