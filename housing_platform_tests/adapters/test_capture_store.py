@@ -169,7 +169,7 @@ def test_postgres_round_trip_of_captures_and_feedback(postgres_url, postgres_sch
     writer = CaptureWriter(store, batch_size=200)
     writers.append(writer)
     records = make_records(1000)
-    records[5].total_bedrooms = None
+    records[5] = records[5]._replace(total_bedrooms=None)
     writer.submit(records)
     receipt = store.record_feedback([(records[-1].request_id, 2e5)])  # its capture may still be queued
     assert writer.close(timeout=10)

@@ -28,11 +28,10 @@ from housing_platform_tests.adapters.capture_support import wait_until
 FAST_RETRY = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05}
 
 
-def fill_retry_buffer(writer: CaptureWriter, rows: int, queue_rows: int) -> None:
-    """Submit rows a queueful at a time, letting the writer move each into its retry buffer."""
-    for done in range(0, rows, queue_rows):
-        assert writer.submit(make_records(queue_rows)) == queue_rows
-        wait_until(lambda: writer.buffered == done + queue_rows, what=f"{done + queue_rows} rows buffered")
+def fill_retry_buffer(writer: CaptureWriter, rows: int) -> None:
+    """Submit rows and let the writer move them into its retry buffer (the store being down)."""
+    assert writer.submit(make_records(rows)) == rows
+    wait_until(lambda: writer.buffered == rows, what=f"{rows} rows buffered")
 
 
 class InsertGate:
@@ -70,8 +69,8 @@ def test_batched_writes_land_with_exact_counts_and_values(sqlite_store, writers)
     writer = CaptureWriter(sqlite_store, batch_size=100, max_wait_seconds=0.05)
     writers.append(writer)
     records = make_records(1234)
-    records[0].total_bedrooms = None
-    records[1].out_of_range = "median_income,longitude"
+    records[0] = records[0]._replace(total_bedrooms=None)
+    records[1] = records[1]._replace(out_of_range="median_income,longitude")
     for i in range(0, len(records), 17):  # requests of a few rows each, as a server would submit
         assert writer.submit(records[i : i + 17]) == len(records[i : i + 17])
 
@@ -136,7 +135,7 @@ def test_a_deferred_builder_that_fails_loses_only_its_rows_counted_as_rejected(s
     assert sqlite_store.count_captures() == 4
 
 
-def test_submit_never_blocks_and_counts_drops_when_queue_is_full(sqlite_store, writers):
+def test_submit_without_admission_never_blocks_and_counts_drops_past_the_bound(sqlite_store, writers):
     gate = InsertGate(sqlite_store.engine)
     writer = CaptureWriter(sqlite_store, max_queue_rows=10, batch_size=5, max_wait_seconds=0)
     writers.append(writer)
@@ -148,33 +147,62 @@ def test_submit_never_blocks_and_counts_drops_when_queue_is_full(sqlite_store, w
     elapsed = time.perf_counter() - started
 
     assert elapsed < 0.05, f"submit blocked for {elapsed:.3f} s"
-    assert (queued, writer.queue_depth, writer.dropped) == (10, 10, 15)
+    # The bound counts every row in memory, the one being inserted too: 9 of 25 fit.
+    assert (queued, writer.queue_depth, writer.in_memory, writer.dropped) == (9, 9, 10, 16)
     gate.release()
     assert writer.close(timeout=5)
-    assert (writer.written, writer.dropped) == (11, 15)
-    assert sqlite_store.count_captures() == 11
+    assert (writer.written, writer.dropped) == (10, 16)
+    assert sqlite_store.count_captures() == 10
 
 
-def test_store_down_buffers_rows_writes_them_when_back_and_counts_overflow(tmp_path, writers):
+def test_admission_refuses_past_the_bound_and_admitted_rows_are_never_dropped(sqlite_store, writers):
+    gate = InsertGate(sqlite_store.engine)
+    writer = CaptureWriter(sqlite_store, max_queue_rows=10, batch_size=5, max_wait_seconds=0)
+    writers.append(writer)
+    assert writer.admit(4)
+    writer.submit(make_records(4), admitted=4)
+    assert gate.entered.wait(5), "writer never started its INSERT"  # 4 rows held in the INSERT
+
+    assert writer.admit(6)  # 4 + 6 = 10: exactly the bound
+    assert not writer.admit(1)  # refused before the request is answered: counted, not dropped
+    records = make_records(6)
+    assert writer.submit(records, admitted=6) == 6
+    assert not writer.admit(3)
+    stats = writer.stats()
+    assert (stats.refused, stats.refused_requests, stats.dropped, stats.reserved, writer.in_memory) == (4, 2, 0, 0, 10)
+
+    gate.release()
+    assert writer.flush(timeout=5)
+    assert writer.admit(10) and writer.stats().reserved == 10  # room again once written
+    writer.release(10)
+    assert writer.in_memory == 0
+    assert writer.admit(25)  # nothing in memory: a request larger than the bound still passes alone
+    writer.release(25)
+    assert writer.close(timeout=5)
+    assert (writer.written, writer.dropped, writer.stats().refused) == (10, 0, 4)
+    assert sqlite_store.count_captures() == 10
+
+
+def test_store_down_buffers_rows_refuses_admission_and_writes_them_when_back(tmp_path, writers):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("the capture folder cannot be created while this file is here")
     store = CaptureStore(f"sqlite:///{blocker / 'capture.db'}")
-    writer = CaptureWriter(store, max_queue_rows=50, buffer_max_rows=100, batch_size=40, **FAST_RETRY)
+    writer = CaptureWriter(store, max_queue_rows=100, buffer_max_rows=100, batch_size=40, **FAST_RETRY)
     writers.append(writer)
 
-    fill_retry_buffer(writer, rows=100, queue_rows=50)
+    fill_retry_buffer(writer, rows=70)
     assert writer.failed_attempts >= 1 and not writer.store_available and writer.written == 0
-    # Buffer full: the queue still takes 50 rows, the other 30 are dropped at once.
-    assert writer.submit(make_records(80)) == 50
-    assert (writer.queue_depth, writer.dropped) == (50, 30)
+    assert writer.admit(30) and writer.submit(make_records(30), admitted=30) == 30
+    assert not writer.admit(1)  # bound reached: the server answers 503 instead of losing the row
+    assert writer.submit(make_records(5)) == 0 and writer.dropped == 5  # without admission: dropped, counted
     with pytest.raises(CaptureStoreUnavailable):  # the API answers 503, not "unknown id"
         store.record_feedback([("anything", 1.0)])
 
     blocker.unlink()  # the store comes back
     assert writer.flush(timeout=5)
-    assert (writer.written, writer.dropped, writer.buffered, writer.queue_depth) == (150, 30, 0, 0)
+    assert (writer.written, writer.dropped, writer.buffered, writer.queue_depth) == (100, 5, 0, 0)
     assert writer.store_available
-    assert store.count_captures() == 150
+    assert store.count_captures() == 100
     store.dispose()
 
 
@@ -338,9 +366,9 @@ def test_postgres_outage_is_buffered_and_written_when_the_server_is_back(postgre
 
 def test_close_gives_up_on_an_unreachable_postgres_and_counts_every_row_dropped(writers):
     store = CaptureStore(f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/test")  # nothing listens
-    writer = CaptureWriter(store, max_queue_rows=50, buffer_max_rows=100, **FAST_RETRY)
+    writer = CaptureWriter(store, max_queue_rows=150, buffer_max_rows=150, **FAST_RETRY)
     writers.append(writer)
-    fill_retry_buffer(writer, rows=100, queue_rows=50)
+    fill_retry_buffer(writer, rows=100)
     assert writer.submit(make_records(80)) == 50
 
     started = time.monotonic()

@@ -1,74 +1,53 @@
-"""Queue items for rows whose records are built later, by the capture writer's thread: the server's
-event loop queues only request ids and a function that builds the request's records
-(:meth:`~housing_platform.adapters.capture.writer.CaptureWriter.submit_deferred`), and the writer
-thread calls it once per request, off the request path, when :func:`materialize` turns a batch of
-queue items into records.
+"""What the capture writer's queue holds: one item per request, not per row. A request's rows arrive
+either built (a list of records) or deferred (:class:`DeferredChunk`): the server's event loop queues
+only the request ids and a function that builds the request's records, and the writer thread calls it
+once, off the request path, when :func:`materialize` turns a batch of queue items into records.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from housing_platform.adapters.capture.records import CaptureRecord
 
 logger = logging.getLogger(__name__)
 
 
-class DeferredRecords:
-    """The records of one request, built on first use — by the writer thread, off the request path."""
+class DeferredChunk:
+    """The rows of one request, built later by ``build()``; only those whose id is in ``request_ids`` are kept."""
 
-    __slots__ = ("_build", "_records", "_error")
+    __slots__ = ("request_ids", "build", "sampled")
 
-    def __init__(self, build: Callable[[], Sequence[CaptureRecord]]):
-        self._build = build
-        self._records: Sequence[CaptureRecord] | None = None
-        self._error: Exception | None = None
+    def __init__(self, request_ids: Sequence[str], build: Callable[[], Sequence[CaptureRecord]], sampled: bool):
+        self.request_ids = request_ids
+        self.build = build
+        self.sampled = sampled  # some of the request's rows were sampled out: filter what build() returns
 
-    def record(self, index: int) -> CaptureRecord:
-        if self._records is None:  # only the writer thread gets here (or close(), once it has stopped)
-            if self._error is not None:  # built once: a failing builder is not re-run for each of its rows
-                raise self._error
-            try:
-                self._records = self._build()
-            except Exception as error:
-                self._error = error
-                raise
-        return self._records[index]
+    def __len__(self) -> int:
+        return len(self.request_ids)
 
-
-@dataclass(frozen=True, slots=True)
-class DeferredRow:
-    """A queue item standing for row ``index`` of a request submitted with ``submit_deferred``."""
-
-    request_id: str
-    records: DeferredRecords
-    index: int
+    def records(self) -> Sequence[CaptureRecord]:
+        built = self.build()
+        if not self.sampled:
+            return built
+        keep = set(self.request_ids)
+        return [record for record in built if record.request_id in keep]
 
 
-def deferred_rows(request_ids: Sequence[str], build: Callable[[], Sequence[CaptureRecord]]) -> list[DeferredRow]:
-    """One queue item per request id, sharing one builder that ``build()``\\ s the records in that order."""
-    records = DeferredRecords(build)
-    return [DeferredRow(rid, records, i) for i, rid in enumerate(request_ids)]
-
-
-def materialize(items: list) -> tuple[list[CaptureRecord], list[DeferredRow]]:
-    """The queue items as records, and the deferred rows whose builder failed (logged once per batch).
-
-    Plain records pass through; a batch without deferred rows is returned as it is.
-    """
-    if not any(type(item) is DeferredRow for item in items):
-        return items, []
-    records, failed = [], []
+def materialize(items: list) -> tuple[list[CaptureRecord], list[str]]:
+    """The queue items' rows as one list of records, and the request ids of deferred chunks whose
+    builder failed (logged once per batch)."""
+    records: list[CaptureRecord] = []
+    failed: list[str] = []
     for item in items:
-        if type(item) is not DeferredRow:
-            records.append(item)
+        if type(item) is not DeferredChunk:
+            records.extend(item)
             continue
         try:
-            records.append(item.records.record(item.index))
+            records.extend(item.records())
         except Exception:  # a bug in a request's record builder must not stop capturing
             if not failed:
-                logger.exception("capture writer: building the record of request %s failed", item.request_id)
-            failed.append(item)
+                logger.exception("capture writer: building the records of request %s failed", item.request_ids[0])
+            failed.extend(item.request_ids)
     return records, failed

@@ -2,6 +2,10 @@
 dropped before it is queued, or accepted; an accepted row stays pending (its request id is what
 :meth:`~housing_platform.adapters.capture.store.CaptureStore.record_feedback` asks about) until it is
 settled (written, rejected by the database, or dropped), and a flush waits for that.
+
+Admission: rows in memory (reserved for requests about to be answered, queued, or being written or
+retried) never exceed the writer's bound. :meth:`RowLedger.admit` reserves room before a request is
+answered, or refuses it (counted); rows submitted with a reservation are then always accepted.
 """
 
 from __future__ import annotations
@@ -10,8 +14,28 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from housing_platform.adapters.capture.records import RequestScoped
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureWriterStats:
+    """A snapshot of a writer's counters (all counts are rows, cumulative since start)."""
+
+    queue_depth: int
+    buffered: int  # held in the retry buffer because the store was unreachable
+    written: int
+    dropped: int  # lost: submitted without admission past the bound, submitted after close, store down at close
+    refused: int  # rows of requests refused by admit(): never answered, so not lost
+    refused_requests: int
+    reserved: int  # rows admitted for requests being answered, not yet submitted
+    store_reopened: int  # times the SQLite file was found deleted or replaced and opened again
+    rejected: int  # refused by the database row by row (duplicate request id, invalid value)
+    sampled_out: int
+    failed_attempts: int  # write attempts that failed because the store was unreachable
+    store_available: bool
+    last_error: str | None
 
 
 class RowLedger:
@@ -25,6 +49,10 @@ class RowLedger:
         self._progress = threading.Condition(self._lock)
         self._pending_ids: set[str] = set()
         self.accepted = 0  # rows put on the queue
+        self.reserved = 0  # rows admitted for requests not yet submitted
+        self.queued = 0  # accepted rows still on the queue (not yet taken by the writer thread)
+        self.refused = 0  # rows of requests refused by admit() (the request was not answered)
+        self.refused_requests = 0
         self.settled = 0  # accepted rows written, rejected or dropped
         self.written = 0
         self.dropped = 0
@@ -38,29 +66,59 @@ class RowLedger:
             self.sampled_out += sampled_out
             self.dropped += dropped
 
-    def reserve(self, request_ids: Sequence[str], *, sampled_out: int) -> None:
-        """Mark ids pending *before* their rows are queued, so the writer never settles an unknown id."""
-        with self._lock:
-            self._pending_ids.update(request_ids)
-            self.sampled_out += sampled_out
+    @property
+    def in_memory(self) -> int:
+        """Rows reserved, queued, or taken by the writer thread and not yet settled."""
+        return self.reserved + self.accepted - self.settled
 
-    def accept(self, request_ids: Sequence[str], queued: int) -> int:
-        """The first ``queued`` of the reserved ids made it onto the queue; the rest are dropped.
+    def admit(self, rows: int, bound: int) -> bool:
+        """Reserve room for ``rows``; False (counted as refused) if that would pass ``bound``.
 
-        Returns how many were dropped.
+        With nothing in memory a request is always admitted, however large, so it cannot starve.
         """
-        overflow = len(request_ids) - queued
         with self._lock:
-            self.accepted += queued
-            if overflow:
-                self._pending_ids.difference_update(request_ids[queued:])
-                self.dropped += overflow
-        return overflow
+            in_memory = self.in_memory
+            if in_memory and in_memory + rows > bound:
+                self.refused += rows
+                self.refused_requests += 1
+                return False
+            self.reserved += rows
+            return True
+
+    def release(self, rows: int) -> None:
+        """Give back a reservation whose rows will not be submitted."""
+        with self._lock:
+            self.reserved -= rows
+
+    def enqueue(self, request_ids: Sequence[str], *, sampled_out: int, admitted: int, bound: int) -> int:
+        """Accept ids before their rows are queued (so the writer never settles an unknown id).
+
+        Rows with a reservation (``admitted`` > 0 releases it) are all accepted; otherwise only as many
+        as fit under ``bound``, the rest dropped (counted). Returns how many were accepted.
+        """
+        with self._lock:
+            self.reserved -= admitted
+            self.sampled_out += sampled_out
+            n = len(request_ids) if admitted else max(0, min(len(request_ids), bound - self.in_memory))
+            self._pending_ids.update(request_ids if n == len(request_ids) else request_ids[:n])
+            self.accepted += n
+            self.queued += n
+            self.dropped += len(request_ids) - n
+        return n
+
+    def taken(self, rows: int) -> None:
+        """The writer thread took ``rows`` off the queue."""
+        with self._lock:
+            self.queued -= rows
 
     def settle(self, rows: Sequence[RequestScoped], *, written: bool, rejected: bool = False) -> None:
         """Accepted rows are done with: written, or else rejected (by the database) or dropped."""
+        self.settle_ids([row.request_id for row in rows], written=written, rejected=rejected)
+
+    def settle_ids(self, request_ids: Sequence[str], *, written: bool, rejected: bool = False) -> None:
         with self._progress:
-            self._pending_ids.difference_update(row.request_id for row in rows)
+            self._pending_ids.difference_update(request_ids)
+            rows = request_ids
             self.settled += len(rows)
             if written:
                 self.written += len(rows)

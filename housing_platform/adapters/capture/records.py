@@ -8,10 +8,10 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
-from typing import Protocol, TypeVar
+from itertools import repeat
+from typing import NamedTuple, Protocol, TypeVar
 
 from housing_platform.adapters.capture.tables import CAPTURE_COLUMNS
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS
@@ -34,9 +34,10 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(slots=True)
-class CaptureRecord:
-    """One scored row, exactly as it goes into ``captures``."""
+class CaptureRecord(NamedTuple):
+    """One scored row, exactly as it goes into ``captures``: a tuple in column order, so the writer's bulk
+    paths bind it without copying field by field, and a request's rows are built by ``zip`` over its
+    columns (:meth:`from_columns`)."""
 
     request_id: str
     captured_at: datetime  # timezone-aware; naive values are taken as UTC
@@ -86,19 +87,32 @@ class CaptureRecord:
         )
 
 
+    @classmethod
+    def from_columns(cls, request_ids: Sequence[str], captured_at: datetime, model_version: str,
+                     columns: Sequence[Sequence], predictions: Sequence[float], latency_ms: float,
+                     out_of_range: Sequence[str]) -> list[CaptureRecord]:
+        """One request's rows: ``columns`` are the numeric features (schema order, None for a null) then
+        the category, each a sequence of plain Python values."""
+        n = len(request_ids)
+        make = tuple.__new__
+        return [
+            make(cls, row)
+            for row in zip(request_ids, repeat(captured_at, n), repeat(model_version, n), *columns, predictions,
+                           repeat(latency_ms, n), out_of_range)
+        ]
+
+
 # The record mirrors the table column for column; fail at import, not at the first insert.
-if tuple(f.name for f in fields(CaptureRecord)) != CAPTURE_COLUMNS:
+if CaptureRecord._fields != CAPTURE_COLUMNS:
     raise RuntimeError(
         "CaptureRecord fields are out of step with the captures table (schema.FEATURE_COLUMNS changed?): "
-        f"{tuple(f.name for f in fields(CaptureRecord))} != {CAPTURE_COLUMNS}"
+        f"{CaptureRecord._fields} != {CAPTURE_COLUMNS}"
     )
-
-_record_values = attrgetter(*CAPTURE_COLUMNS)
 
 
 def record_params(record: CaptureRecord) -> dict:
     """The record as INSERT parameters for ``captures`` (column name → value)."""
-    return dict(zip(CAPTURE_COLUMNS, _record_values(record)))
+    return dict(zip(CAPTURE_COLUMNS, record))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +147,11 @@ def keep_sampled(items: Sequence[_HasRequestId], threshold: int) -> Sequence[_Ha
         return items
     crc32 = zlib.crc32
     return [item for item in items if crc32(item.request_id.encode()) % SAMPLING_BUCKETS < threshold]
+
+
+def sampled_ids(request_ids: Sequence[str], threshold: int) -> Sequence[str]:
+    """:func:`keep_sampled` for bare request ids."""
+    if threshold >= SAMPLING_BUCKETS:
+        return request_ids
+    crc32 = zlib.crc32
+    return [rid for rid in request_ids if crc32(rid.encode()) % SAMPLING_BUCKETS < threshold]

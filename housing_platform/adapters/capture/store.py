@@ -23,6 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.schema import CreateSchema
 
+from housing_platform.adapters.capture.bulk import SQLITE_INSERT, copy_statement, copy_text, sqlite_rows
 from housing_platform.adapters.capture.errors import (
     CaptureStoreUnavailable,
     DuplicateFeedback,
@@ -30,6 +31,7 @@ from housing_platform.adapters.capture.errors import (
     is_transient,
 )
 from housing_platform.adapters.capture.records import CaptureRecord, FeedbackReceipt, record_params
+from housing_platform.adapters.capture.sqlite_file import SqliteFileWatch
 from housing_platform.adapters.capture.tables import captures_table, feedback_table, metadata
 from housing_platform.core.schema import NUMERIC_FEATURE_COLUMNS, TARGET_COLUMN
 
@@ -78,6 +80,9 @@ class CaptureStore:
         database = self.url.database or ""
         file_based = is_sqlite and database not in ("", ":memory:") and not database.startswith("file:")
         self._sqlite_file = Path(database).expanduser() if file_based else None
+        self.file_watch = SqliteFileWatch(self._sqlite_file) if self._sqlite_file is not None else None
+        # The bulk path by driver: SQLite executemany, psycopg2 COPY; anything else SQLAlchemy's insert().
+        self._bulk = "sqlite" if is_sqlite else "copy" if self.url.get_driver_name() == "psycopg2" else None
         if is_sqlite:
             engine_kwargs.setdefault("connect_args", {}).setdefault("timeout", busy_timeout_seconds)
         else:
@@ -125,7 +130,16 @@ class CaptureStore:
     # -- schema ------------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Create the folder (SQLite), schema (PostgreSQL) and tables if absent. Cheap once done."""
+        """Create the folder (SQLite), schema (PostgreSQL) and tables if absent. Cheap once done.
+
+        A SQLite file deleted or replaced since it was opened is noticed here (one ``stat``): the
+        pooled connections to the old file are closed and the file at the path is opened again.
+        """
+        watch = self.file_watch
+        if watch is not None and watch.changed():
+            watch.note_replaced()
+            self._base_engine.dispose()
+            self._schema_ready = False
         if self._schema_ready:
             return
         with self._schema_lock:
@@ -138,6 +152,8 @@ class CaptureStore:
             except (sa_exc.IntegrityError, sa_exc.ProgrammingError):
                 # Another process created the same objects between our check and our CREATE.
                 self._create_schema()
+            if watch is not None:
+                watch.remember()
             self._schema_ready = True
 
     def _create_schema(self) -> None:
@@ -163,13 +179,39 @@ class CaptureStore:
             return
         try:
             self.ensure_schema()
-            params = [record_params(record) for record in records]
             with self.engine.begin() as conn:
-                conn.execute(captures_table.insert(), params)
+                if self._bulk == "sqlite":
+                    conn.exec_driver_sql(SQLITE_INSERT, sqlite_rows(records))
+                elif self._bulk == "copy":
+                    self._copy(conn, records)
+                else:
+                    conn.execute(captures_table.insert(), [record_params(record) for record in records])
+            if self.file_watch is not None:
+                self.file_watch.check_after_commit()
         except Exception as exc:
             if is_transient(exc):
                 self._schema_lost()
             raise
+
+    def _copy(self, conn, records: Sequence[CaptureRecord]) -> None:
+        """``COPY`` the rows through the connection's psycopg2 cursor, errors wrapped as SQLAlchemy's."""
+        fairy = conn.connection
+        dbapi = self.engine.dialect.loaded_dbapi
+        statement = copy_statement(self.schema)
+        cursor = fairy.dbapi_connection.cursor()
+        try:
+            cursor.copy_expert(statement, copy_text(records))
+        except dbapi.Error as error:
+            disconnected = self.engine.dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
+            if disconnected:
+                conn.invalidate(error)
+            raise sa_exc.DBAPIError.instance(
+                statement, None, error, dbapi.Error, connection_invalidated=disconnected,
+                dialect=self.engine.dialect,
+            ) from error
+        finally:
+            if not cursor.closed:
+                cursor.close()
 
     def record_feedback(
         self,
@@ -218,6 +260,8 @@ class CaptureStore:
                             for request_id, value in rows
                         ],
                     )
+                if self.file_watch is not None:
+                    self.file_watch.check_after_commit()
             except sa_exc.IntegrityError:
                 # A concurrent call recorded some of the same ids (or a capture vanished) between
                 # our check and our insert: say which, precisely.
@@ -232,6 +276,7 @@ class CaptureStore:
                 ) from exc
             raise
         except OSError as exc:
+            self._schema_lost()
             raise CaptureStoreUnavailable(f"capture store unreachable while recording feedback: {exc}") from exc
         return FeedbackReceipt(recorded=len(rows), received_at=received_at)
 

@@ -1,7 +1,10 @@
-"""The capture writer: :meth:`CaptureWriter.submit` only puts rows on a bounded in-memory queue and
-never blocks the request path; a background thread writes them to the store in batches, keeps them in
-a bounded retry buffer while the store is unreachable, drops and counts what fits nowhere, and
-:meth:`CaptureWriter.close` flushes everything at shutdown. Plain counters and a
+"""The capture writer: :meth:`CaptureWriter.submit` only puts a request's rows on an in-memory queue
+(one item per request) and never blocks the request path; a background thread writes them to the
+store in batches (the bulk paths of :mod:`.bulk`), keeps them in a retry buffer while the store is
+unreachable, and :meth:`CaptureWriter.close` flushes everything at shutdown. The rows in memory are
+bounded: :meth:`CaptureWriter.admit` reserves room before a request is answered, or refuses it so
+the server can answer 503 instead of dropping rows it has answered; rows submitted without a
+reservation that do not fit are dropped and counted. Plain counters and a
 :meth:`CaptureWriter.stats` snapshot are read by a Prometheus collector at scrape time, so the hot path
 carries no metrics code.
 """
@@ -16,43 +19,30 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
-from housing_platform.adapters.capture.deferred import DeferredRow, deferred_rows, materialize
+from housing_platform.adapters.capture.deferred import DeferredChunk, materialize
 from housing_platform.adapters.capture.inserter import WARNING_INTERVAL_SECONDS, BatchInserter
-from housing_platform.adapters.capture.ledger import RowLedger
-from housing_platform.adapters.capture.records import CaptureRecord, keep_sampled, sampling_threshold
+from housing_platform.adapters.capture.ledger import CaptureWriterStats, RowLedger
+from housing_platform.adapters.capture.records import CaptureRecord, keep_sampled, sampled_ids, sampling_threshold
 from housing_platform.adapters.capture.store import CaptureStore
+
+__all__ = ["CaptureWriter", "CaptureWriterStats"]
 
 logger = logging.getLogger(__name__)
 
 _WAKE = object()  # put on the queue by flush()/close() so a waiting writer thread looks up at once
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureWriterStats:
-    """A snapshot of a writer's counters (all counts are rows, cumulative since start)."""
-
-    queue_depth: int
-    buffered: int  # held in the retry buffer because the store was unreachable
-    written: int
-    dropped: int  # lost: queue full, retry buffer full, submitted after close, or store down at close
-    rejected: int  # refused by the database row by row (duplicate request id, invalid value)
-    sampled_out: int
-    failed_attempts: int  # write attempts that failed because the store was unreachable
-    store_available: bool
-    last_error: str | None
-
-
 class CaptureWriter:
     """Writes capture records in the background; :meth:`submit` never blocks the caller.
 
-    Rows flow: ``submit`` → bounded queue (``max_queue_rows``) → batches of up to ``batch_size``
-    rows, collected for at most ``max_wait_seconds`` after the first → one multi-row INSERT each.
-    If the store is unreachable, the batch moves to a retry buffer (``buffer_max_rows``) and is
+    Rows flow: ``admit`` (reserve room) → ``submit`` → queue → batches of up to ``batch_size`` rows,
+    collected for at most ``max_wait_seconds`` after the first → one bulk INSERT (or COPY) each.
+    ``max_queue_rows`` bounds every row in memory: reserved, queued, being written, or waiting for a
+    retry. If the store is unreachable, the batch moves to a retry buffer (``buffer_max_rows``) and is
     retried with exponential backoff (``retry_initial_seconds`` doubling to ``retry_max_seconds``);
-    meanwhile queued rows move into the buffer while it has room. Rows that fit nowhere are dropped
-    and counted. A batch the database refuses for another reason (a duplicate request id, say) is
+    meanwhile queued rows move into the buffer while it has room. Admitted rows are never dropped
+    while the buffer is at least ``max_queue_rows`` (only at close, if the store is still down). A batch the database refuses for another reason (a duplicate request id, say) is
     retried row by row so that only the bad rows are lost (counted as ``rejected``).
 
     ``sample_percent`` keeps that share of rows, chosen by
@@ -92,7 +82,8 @@ class CaptureWriter:
         self._threshold = sampling_threshold(sample_percent)
 
         self._ledger = RowLedger()
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue_rows)
+        self.max_queue_rows = max_queue_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # one item per request; bounded by the ledger
         self._buffer: deque[CaptureRecord] = deque()  # touched by the writer thread only
         self._inserter = BatchInserter(store, self._ledger, retry_initial_seconds, retry_max_seconds)  # likewise
         self._closing = threading.Event()
@@ -118,27 +109,21 @@ class CaptureWriter:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return self._ledger.queued
+
+    @property
+    def in_memory(self) -> int:
+        """Rows reserved, queued, being written or waiting for a retry: what a ``kill -9`` would lose."""
+        return self._ledger.in_memory
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
 
-    @property
-    def written(self) -> int:
-        return self._ledger.written
-
-    @property
-    def dropped(self) -> int:
-        return self._ledger.dropped
-
-    @property
-    def rejected(self) -> int:
-        return self._ledger.rejected
-
-    @property
-    def sampled_out(self) -> int:
-        return self._ledger.sampled_out
+    written = property(lambda self: self._ledger.written)
+    dropped = property(lambda self: self._ledger.dropped)
+    rejected = property(lambda self: self._ledger.rejected)
+    sampled_out = property(lambda self: self._ledger.sampled_out)
 
     @property
     def failed_attempts(self) -> int:
@@ -154,11 +139,16 @@ class CaptureWriter:
         return self._closing.is_set()
 
     def stats(self) -> CaptureWriterStats:
+        watch = self.store.file_watch
         return CaptureWriterStats(
             queue_depth=self.queue_depth,
             buffered=self.buffered,
             written=self._ledger.written,
             dropped=self._ledger.dropped,
+            refused=self._ledger.refused,
+            refused_requests=self._ledger.refused_requests,
+            reserved=self._ledger.reserved,
+            store_reopened=watch.reopened if watch is not None else 0,
             rejected=self._ledger.rejected,
             sampled_out=self._ledger.sampled_out,
             failed_attempts=self._inserter.failed_attempts,
@@ -172,49 +162,60 @@ class CaptureWriter:
 
     # -- the request path --------------------------------------------------------------------
 
-    def submit(self, records: Iterable[CaptureRecord] | CaptureRecord) -> int:
+    def admit(self, rows: int) -> bool:
+        """Reserve room for the rows of a request about to be answered; False if the bound is reached
+        (counted as refused) or the writer is closed. Pass the reservation to ``submit*(admitted=rows)``,
+        or give it back with :meth:`release`. Never blocks."""
+        if self._closing.is_set():
+            return False
+        return self._ledger.admit(rows, self.max_queue_rows)
+
+    def release(self, rows: int) -> None:
+        """Give back an :meth:`admit` reservation whose rows will not be submitted."""
+        self._ledger.release(rows)
+
+    def submit(self, records: Iterable[CaptureRecord] | CaptureRecord, *, admitted: int = 0) -> int:
         """Queue rows for writing without blocking; returns how many were queued.
 
-        Rows sampled out are skipped; rows that do not fit in the queue (or arrive after
+        Rows sampled out are skipped. ``admitted``: the rows reserved by :meth:`admit` for them (all
+        queued). Without a reservation, rows that do not fit under the bound (or arrive after
         :meth:`close`) are dropped and counted.
         """
         if isinstance(records, CaptureRecord):
-            records = (records,)
+            records = [records]
         elif not isinstance(records, list | tuple):
             records = list(records)
-        return self._enqueue(records)
+        kept = keep_sampled(records, self._threshold)
+        ids = [record.request_id for record in kept]
+        n = self._enqueue(ids, len(records) - len(kept), admitted)
+        if n:
+            self._queue.put(kept if n == len(kept) else kept[:n])
+        return n
 
-    def submit_deferred(self, request_ids: Sequence[str], build: Callable[[], Sequence[CaptureRecord]]) -> int:
+    def submit_deferred(
+        self, request_ids: Sequence[str], build: Callable[[], Sequence[CaptureRecord]], *, admitted: int = 0
+    ) -> int:
         """Like :meth:`submit`, but the records are built later, by the writer thread.
 
-        ``build()`` must return the records of ``request_ids``, in that order. The caller pays only
-        for queueing the ids; building (flags, conversions) happens while the caller serves the next
-        request. A ``build`` that raises loses its rows, counted as ``rejected`` and logged.
+        ``build()`` must return the records of ``request_ids``. The caller pays only for queueing the
+        ids; building (flags, conversions) happens while the caller serves the next request. A
+        ``build`` that raises loses its rows, counted as ``rejected`` and logged.
         """
-        return self._enqueue(deferred_rows(request_ids, build))
+        kept = sampled_ids(request_ids, self._threshold)
+        n = self._enqueue(kept, len(request_ids) - len(kept), admitted)
+        if n:
+            self._queue.put(DeferredChunk(kept[:n], build, sampled=n < len(request_ids)))
+        return n
 
-    def _enqueue(self, records: Sequence[CaptureRecord | DeferredRow]) -> int:
-        kept = keep_sampled(records, self._threshold)
-        sampled_out = len(records) - len(kept)
+    def _enqueue(self, ids: Sequence[str], sampled_out: int, admitted: int) -> int:
         if self._closing.is_set():
-            self._ledger.refuse(sampled_out=sampled_out, dropped=len(kept))
-            if kept:
-                self._log_drop("submitted after close")
-            return 0
-
-        ids = [record.request_id for record in kept]
-        self._ledger.reserve(ids, sampled_out=sampled_out)
-        queued = 0
-        put = self._queue.put_nowait
-        try:
-            for record in kept:
-                put(record)
-                queued += 1
-        except queue.Full:
-            pass
-        if self._ledger.accept(ids, queued):
-            self._log_drop("queue full")
-        return queued
+            self._ledger.release(admitted)
+            self._ledger.refuse(sampled_out=sampled_out, dropped=len(ids))
+            return self._log_drop("submitted after close") if ids else 0
+        n = self._ledger.enqueue(ids, sampled_out=sampled_out, admitted=admitted, bound=self.max_queue_rows)
+        if n < len(ids):
+            self._log_drop("capture bound reached (rows submitted without admission)")
+        return n
 
     # -- flushing and shutdown ---------------------------------------------------------------
 
@@ -272,10 +273,7 @@ class CaptureWriter:
 
     def _wake(self) -> None:
         self._nudged.set()
-        try:
-            self._queue.put_nowait(_WAKE)
-        except queue.Full:
-            pass  # a full queue means the thread is not waiting for rows anyway
+        self._queue.put(_WAKE)
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -306,51 +304,62 @@ class CaptureWriter:
             first = self._queue.get_nowait() if closing else self._queue.get(timeout=0.5)
         except queue.Empty:
             return None if closing else []
-        batch = [] if first is _WAKE else [first]
+        items = [] if first is _WAKE else [first]
+        rows = len(items[0]) if items else 0
         deadline = time.monotonic() + self.max_wait_seconds
-        while len(batch) < self.batch_size:
+        while rows < self.batch_size:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 # Someone waits for these rows: write what we have instead of waiting for more.
-                if self._closing.is_set() or self._ledger.flush_waiters or not batch:
+                if self._closing.is_set() or self._ledger.flush_waiters or not items:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 # Sleep rather than block on the queue: a blocked get() would wake this thread, and
-                # take the GIL from the event loop, for every single row a request submits.
+                # take the GIL from the event loop, for every request submitted.
                 self._nudged.wait(remaining)
                 self._nudged.clear()
                 continue
             if item is not _WAKE:
-                batch.append(item)
-        return self._materialized(batch)
+                items.append(item)
+                rows += len(item)
+        return self._materialized(items, rows)
 
     def _drain_queue(self, limit: float) -> list[CaptureRecord]:
-        rows: list[CaptureRecord] = []
-        while len(rows) < limit:
+        """Whole requests off the queue until at least ``limit`` rows (or the queue is empty)."""
+        items: list = []
+        rows = 0
+        while rows < limit:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not _WAKE:
-                rows.append(item)
-        return self._materialized(rows)
+                items.append(item)
+                rows += len(item)
+        return self._materialized(items, rows)
 
-    def _materialized(self, items: list) -> list[CaptureRecord]:
-        """Queue items as records: deferred rows are built here, in the writer thread."""
+    def _materialized(self, items: list, rows: int) -> list[CaptureRecord]:
+        """Queue items as records: deferred requests are built here, in the writer thread."""
+        if rows:
+            self._ledger.taken(rows)
         records, failed = materialize(items)
         if failed:
-            self._ledger.settle(failed, written=False, rejected=True)
+            self._ledger.settle_ids(failed, written=False, rejected=True)
         return records
 
     def _store_or_buffer(self, batch: list[CaptureRecord]) -> None:
-        remainder = self._inserter.attempt(batch, buffered=len(self._buffer))
-        if remainder:
-            room = self.buffer_max_rows - len(self._buffer)
-            self._buffer.extend(remainder[:room])
-            self._drop(remainder[room:], "retry buffer full")
+        size = self.batch_size
+        for start in range(0, len(batch), size):
+            remainder = self._inserter.attempt(batch[start : start + size], buffered=len(self._buffer))
+            if remainder:
+                remainder = remainder + batch[start + size :]
+                room = self.buffer_max_rows - len(self._buffer)
+                self._buffer.extend(remainder[:room])
+                self._drop(remainder[room:], "retry buffer full")
+                return
 
     def _wait_for_retry(self) -> None:
         """Sleep until the next retry, moving queued rows into the buffer while it has room."""
@@ -383,8 +392,9 @@ class CaptureWriter:
             self._ledger.settle(rows, written=False)
             self._log_drop(why)
 
-    def _log_drop(self, why: str) -> None:
+    def _log_drop(self, why: str) -> int:  # returns 0: the rows queued
         now = time.monotonic()
         if now - self._last_drop_log >= WARNING_INTERVAL_SECONDS:
             self._last_drop_log = now
             logger.warning("capture writer dropping rows (%s); %d dropped so far", why, self._ledger.dropped)
+        return 0

@@ -1,0 +1,67 @@
+"""Noticing that the capture store's SQLite file was deleted or replaced under a running process.
+
+An open SQLite connection keeps writing into the file it opened, even after ``rm capture.db`` or a
+``mv other.db capture.db``: every commit "succeeds" into an inode no one will ever read again. The
+store remembers the file's identity (device and inode) when it opens it, compares it before each
+transaction (then closes its connections and opens the file at its path again, recreating the
+tables) and after each commit (then the rows just committed went into the old file: the commit is
+reported as :class:`DatabaseFileReplaced`, a transient error, so the writer writes them again into
+the new file and a feedback call answers 503 instead of "recorded").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseFileReplaced(OSError):
+    """The SQLite file was deleted or replaced while in use; what was just committed went into the old file.
+
+    An ``OSError``, hence transient (:func:`~housing_platform.adapters.capture.errors.is_transient`):
+    retrying writes into the file now at the path.
+    """
+
+
+class SqliteFileWatch:
+    """The identity (device, inode) of the SQLite file a store has open, and how often it changed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.identity: tuple[int, int] | None = None  # None until the store has opened the file
+        self.reopened = 0  # times the file was found deleted or replaced (read by metrics)
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def remember(self) -> None:
+        """Record the identity of the file now at the path (right after the store opened or created it)."""
+        self.identity = self._current()
+
+    def changed(self) -> bool:
+        """True if the file at the path is not the one the store opened (or is gone)."""
+        return self.identity is not None and self._current() != self.identity
+
+    def note_replaced(self) -> None:
+        """Log loudly and forget the old identity; the caller then closes its connections."""
+        current = self._current()
+        self.reopened += 1
+        self.identity = None
+        logger.error(
+            "capture database %s was %s while in use; closing the old file and opening the one at the path "
+            "(tables recreated if needed); rows committed to the old file since the last check are written again",
+            self.path,
+            "deleted" if current is None else "replaced",
+        )
+
+    def check_after_commit(self) -> None:
+        """Raise :class:`DatabaseFileReplaced` if the file changed while a transaction ran."""
+        if self.changed():
+            raise DatabaseFileReplaced(f"capture database {self.path} was deleted or replaced during a write")
