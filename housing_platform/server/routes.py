@@ -27,6 +27,7 @@ from housing_platform.server.api_schema import (
     feedback_request_openapi,
     predict_request_openapi,
 )
+from housing_platform.server.content_type import unsupported_content_type
 from housing_platform.server.requests import RequestError, parse_feedback, parse_json
 from housing_platform.server.state import ServerState
 
@@ -42,7 +43,9 @@ def json_response(status: int, body) -> Response:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) more than ``limit`` bytes without reading them all."""
+    """The body, refusing (415) anything but JSON and (413) more than ``limit`` bytes, before reading it."""
+    if (problem := unsupported_content_type(request.headers.get("content-type"))) is not None:
+        raise RequestError(415, {"detail": problem})
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestError(413, {"detail": f"request body of {int(length):,} bytes is larger than {limit:,} bytes"})
