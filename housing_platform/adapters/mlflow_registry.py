@@ -29,6 +29,7 @@ import pandas as pd
 from housing_platform.config.settings import PROJECT_ROOT
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
 from housing_platform.scoring.errors import ScoringError
+from housing_platform.scoring.fallback import FALLBACK_ARTIFACT, fit_fallback_baseline
 from housing_platform.scoring.integrity import FILES_SHA256_TAG, manifest_tag
 from housing_platform.scoring.integrity import sha256_of as sha256_of  # the training assets hash their files with it
 
@@ -289,6 +290,33 @@ class ModelRegistry:
 
         return mlflow.pyfunc.load_model(model_uri)
 
+    def fallback_baseline(self, version: str) -> dict | None:
+        """The fallback baseline stored with ``version`` (None for a version registered without one).
+
+        Read from the version's files only after they match the registry's sha256 record.
+        """
+        import mlflow
+
+        from housing_platform.scoring.integrity import verify_model_files
+
+        registered = self.get_version(version)
+        source = self.client.get_model_version(self.model_name, str(version)).source
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=self._artifact_location(source), dst_path=folder, tracking_uri=self.tracking_uri
+            )
+            path = Path(local) / "artifacts" / f"{FALLBACK_ARTIFACT}.json"
+            if not path.is_file():
+                return None
+            verify_model_files(local, registered.tags, registered.model_uri)
+            return json.loads(path.read_text())
+
+    def _artifact_location(self, source: str) -> str:
+        """Where a version's files are, asked of THIS registry (``models:/m-…`` resolves process-wide)."""
+        if source.startswith("models:/"):  # MLflow 3: the source names a logged model
+            return self.client.get_logged_model(source.removeprefix("models:/")).artifact_location
+        return source
+
     def load_reference(self, version: str) -> pd.DataFrame:
         """The training reference sample (features + predictions) stored with ``version``."""
         import mlflow
@@ -336,4 +364,6 @@ def model_artifacts(
         "network": str(network_path),
         "config": str(write_json(folder / "training_config.json", training_config)),
         "feature_ranges": str(write_json(folder / "feature_ranges.json", feature_ranges(train))),
+        # What the server answers with when it can load no version (scoring/fallback.py); not read by the pyfunc.
+        FALLBACK_ARTIFACT: str(write_json(folder / f"{FALLBACK_ARTIFACT}.json", fit_fallback_baseline(train))),
     }

@@ -165,6 +165,13 @@ def command_serve(args: argparse.Namespace) -> int:
         capture_sample_percent=args.capture_sample_percent,
         capture_queue_rows=args.capture_queue_rows,
     )
+    from housing_platform.adapters.mlflow_registry import MissingTrackingDatabase, require_tracking_database
+
+    try:  # a wrong HOUSING_HOME or MLFLOW_TRACKING_URI: say so, rather than serve from an empty new registry
+        require_tracking_database(config.tracking_uri)
+    except MissingTrackingDatabase as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SERVER_FAILED
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(

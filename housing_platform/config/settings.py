@@ -132,6 +132,12 @@ class HousingSettings(BaseSettings):
     def mlflow_dir(self) -> Path:
         return self.home / "mlflow"
 
+    @property
+    def fallback_baseline_path(self) -> Path:
+        """The champion's heuristic baseline, written at promotion: what the model server answers with
+        when it can load no version (``scoring/fallback.py``)."""
+        return self.home / "server" / "fallback_baseline.json"
+
     def ensure_dagster_home(self) -> Path:
         """Create the Dagster instance folder with its ``dagster.yaml`` (SQLite, telemetry off)."""
         from housing_platform.config.dagster_yaml import embedded_dagster_yaml, write_dagster_yaml

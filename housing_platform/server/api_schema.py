@@ -92,6 +92,10 @@ class PredictResponse(BaseModel):
     predictions: list[float] = Field(description="Median house value, USD, one per instance in order.")
     model_version: str = Field(description="Registered version of housing_price_model that scored them.")
     request_ids: list[str] = Field(description="One id per instance: send it back with /v1/feedback.")
+    fallback: bool = Field(
+        False, description="Present and true only when no version could be loaded and the heuristic baseline "
+        "(median per ocean_proximity) answered; model_version is then `fallback`.",
+    )
 
 
 class FeedbackResponse(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from housing_platform.server.model_manager import REFUSAL_KINDS, ServingStatus
@@ -120,6 +120,16 @@ class ServingMetrics:
         )
         for kind in REFUSAL_KINDS:  # every reason present from the start, at 0, so rate() sees the first one
             self.refused_loads.labels(kind)
+        self.fallback_rows = Counter(
+            f"{PREFIX}_fallback_rows",
+            "Rows answered by the fallback baseline (median per ocean_proximity) because no version could be loaded.",
+            registry=self.registry,
+        )
+        self.fallback_active = Gauge(
+            f"{PREFIX}_fallback_active",
+            "1 while /v1/predict answers from the fallback baseline (no version loaded; /ready says degraded), else 0.",
+            registry=self.registry,
+        )
         self.model_loaded = Histogram(
             f"{PREFIX}_model_load_duration_seconds", "Time to load a version and derive its fast path.",
             buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=self.registry,

@@ -87,7 +87,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     )
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
-        served = state.manager.current
+        served = state.serving()  # the loaded version, or the fallback baseline when none could be loaded
         if served is None:
             return json_response(503, {"detail": _not_ready_message(state)})
         try:
@@ -101,6 +101,8 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
                 state.metrics.rows_rejected.inc(error.rows)
             return json_response(error.status, error.body)
         state.metrics.rows_scored.inc(capture.rows)
+        if served is state.fallback:
+            state.metrics.fallback_rows.inc(capture.rows)
         if config.capture_sample_percent > 0:  # 0 switches capture off entirely (not even records are built)
             state.schedule_capture(capture)
         return Response(content, media_type="application/json")
@@ -157,7 +159,10 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "200 once a version is served. `serving_version` is the version scoring requests (also "
             "`model_version`); `champion_version` the version the followed alias (`follows`) pointed to when the "
             "registry last answered (`alias_checked_at`); when they differ, `mismatch_reason` says why (the "
-            "version is loading, or was refused: the error, the attempt and when it is tried again)."
+            "version is loading, or was refused: the error, the attempt and when it is tried again). "
+            "Degraded: when no version could be loaded and `fallback_on_no_model` is on, 200 with `\"degraded\": true` "
+            "and `model_version` `fallback` — predictions come from the heuristic baseline, each flagged "
+            "`\"fallback\": true` (a load balancer keeps sending traffic; switch the fallback off to get 503 instead)."
         ),
         tags=["operations"],
         responses={503: {"model": MessageResponse, "description": "No model loaded yet."}},
@@ -173,10 +178,23 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "alias_checked_at": status.checked_at.isoformat() if status.checked_at else None,
             "next_load_attempt_at": status.refusal.next_attempt_at.isoformat() if status.refusal else None,
         }
+        if served is None and state.fallback_in_use():
+            return json_response(200, {
+                "detail": f"degraded: answering from the fallback baseline ({state.fallback.model_uri}) because "
+                          f"{_not_ready_message(state)}",
+                "degraded": True,
+                "model_version": state.fallback.version,
+                "model_uri": state.fallback.model_uri,
+                "follows": state.manager.reference.uri,
+                "last_poll_error": state.manager.last_error,
+                **versions,
+            })
         if served is None:
-            return json_response(503, {"detail": _not_ready_message(state), **versions})
+            fallback = {"fallback_unavailable": state.fallback_problem} if state.fallback_problem else {}
+            return json_response(503, {"detail": _not_ready_message(state), **versions, **fallback})
         return json_response(200, {
             "detail": "ready",
+            "degraded": False,
             "model_version": served.version,
             "model_uri": served.model_uri,
             "follows": state.manager.reference.uri,

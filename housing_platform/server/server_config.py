@@ -45,6 +45,15 @@ class ServingConfig(BaseModel):
         0.001, gt=0, description="sys.setswitchinterval while serving (Python's default is 0.005)."
     )
     blas_threads: int = Field(1, ge=1, description="BLAS threads for the dense layers (process-wide while serving).")
+    fallback_on_no_model: bool = Field(
+        True,
+        description="When no version behind the model URI can be loaded, answer from the champion's heuristic baseline "
+        "(median per ocean_proximity, `<HOUSING_HOME>/server/fallback_baseline.json`), each answer flagged "
+        "`\"fallback\": true` and `/ready` 200 with `\"degraded\": true`; off: 503 until a version loads.",
+    )
+    fallback_baseline_path: str | None = Field(
+        None, description="The fallback baseline's JSON file (from_settings: in the state folder); None: no fallback."
+    )
     inline_rows: int = Field(
         256, ge=0, description="Requests with more rows are parsed and scored in a worker thread, not the event loop."
     )
@@ -65,6 +74,7 @@ class ServingConfig(BaseModel):
             "tracking_uri": settings.mlflow_tracking_uri,
             "artifact_root": settings.mlflow_artifact_root,
             "capture_url": settings.capture_url,
+            "fallback_baseline_path": str(settings.fallback_baseline_path),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -27,6 +27,8 @@ from housing_platform.adapters.capture.records import CaptureRecord
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
+from housing_platform.scoring.errors import ScoringError
+from housing_platform.scoring.fallback import FALLBACK_VERSION, FallbackScorer
 from housing_platform.server.metrics import ServingMetrics
 from housing_platform.server.model_manager import ModelManager, Refusal, ServedModel, ServingStatus
 from housing_platform.server.requests import Instances, RequestError, parse_instances, parse_json
@@ -88,6 +90,9 @@ class ServerState:
         self._no_pending_captures.set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._capture_tasks: set[asyncio.Task] = set()
+        self.fallback: ServedModel | None = None  # the heuristic baseline, read at start (fallback_on_no_model)
+        self.fallback_problem: str | None = None  # why there is none, when it is on
+        self.metrics.fallback_active.set_function(lambda: 1.0 if self.fallback_in_use() else 0.0)
         kwargs = {"loader": loader} if loader is not None else {}
         self.manager = ModelManager(
             config.model_uri,
@@ -108,6 +113,31 @@ class ServerState:
             self.config.tracking_uri, self.config.artifact_root, model_name=self.manager.reference.name,
             must_exist=True,
         )
+
+    def serving(self) -> ServedModel | None:
+        """What a predict request is scored with: the loaded version; else, once loading it has failed
+        (the registry or the version refused), the fallback baseline if configured; else None (503)."""
+        served = self.manager.current
+        if served is not None or self.fallback is None or self.manager.last_error is None:
+            return served
+        return self.fallback
+
+    def fallback_in_use(self) -> bool:
+        manager = getattr(self, "manager", None)
+        return manager is not None and self.fallback is not None and self.serving() is self.fallback
+
+    def _read_fallback(self) -> None:
+        path = self.config.fallback_baseline_path
+        if not self.config.fallback_on_no_model or not path:
+            return
+        try:
+            scorer = FallbackScorer.read(path)
+        except ScoringError as error:
+            self.fallback_problem = str(error)
+            logger.warning("no fallback: %s; requests get 503 while no version is loaded", error)
+            return
+        self.fallback = ServedModel(self.manager.reference.name, FALLBACK_VERSION, f"fallback:{path}", None, scorer,
+                                    datetime.now(UTC), 0.0)
 
     def _serving_status(self) -> ServingStatus | None:
         manager = getattr(self, "manager", None)  # a scrape may come before the manager exists
@@ -138,6 +168,7 @@ class ServerState:
         # a shorter switch interval hands the event loop back sooner, which caps request latency.
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(self.config.gil_switch_interval_seconds)
+        self._read_fallback()
         self.store = self._store or CaptureStore(self.config.capture_url)
         self.writer = CaptureWriter(
             self.store,
@@ -185,10 +216,10 @@ class ServerState:
         n = len(instances)
         request_ids = new_request_ids(n)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        content = orjson.dumps(
-            {"predictions": predictions, "model_version": served.version, "request_ids": request_ids},
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+        answer = {"predictions": predictions, "model_version": served.version, "request_ids": request_ids}
+        if served.version == FALLBACK_VERSION:  # no model could be loaded: the heuristic baseline answered
+            answer["fallback"] = True
+        content = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
         return content, RequestCapture(served, instances, predictions, request_ids, latency_ms, datetime.now(UTC))
 
     # -- capture, after the response --------------------------------------------------------------

@@ -31,7 +31,7 @@ from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.registry.assets import registered_model_version
 from housing_platform.defs.registry.checks import FAST_PATH_CHECK
-from housing_platform.defs.resources import MLflowResource
+from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.devtools.tiny_models import RegisteredModels
 from housing_platform.scoring.batch import BATCH_PRECISION
 from housing_platform.scoring.scorer import FastScorer
@@ -106,7 +106,8 @@ def _upstream(fresh: Registry) -> list[dg.AssetsDefinition]:
 def _register(fresh: Registry) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*_upstream(fresh), registered_model_version],
-        resources={"mlflow_tracking": fresh.resource},
+        resources={"mlflow_tracking": fresh.resource,
+                   "housing_state": HousingStateResource(home=str(fresh.models.root / "state"), data_path="unused")},
         raise_on_error=False,
     )
 

@@ -25,7 +25,8 @@ from housing_platform.defs.registry.checks import (
     fast_path_check_spec,
     verify_registered_version,
 )
-from housing_platform.defs.resources import MLflowResource
+from housing_platform.defs.resources import HousingStateResource, MLflowResource
+from housing_platform.scoring.fallback import fit_fallback_baseline, write_fallback_baseline
 
 GROUP = "registry"
 OWNERS = ["team:ml-platform"]
@@ -59,6 +60,7 @@ def registered_model_version(
     context: dg.AssetExecutionContext,
     config: RegistrationConfig,
     mlflow_tracking: MLflowResource,
+    housing_state: HousingStateResource,
     housing_splits: pd.DataFrame,
     fitted_transformer: dict,
     trained_model: dict,
@@ -77,7 +79,8 @@ def registered_model_version(
     champion becoming `previous` (roll back by moving `champion` back). A refused version stays
     registered, tagged `fast_path_verified=false` with the reason, and the run fails.
     A sample of training rows with the model's predictions is stored with the run as the drift
-    reference. Load the champion anywhere with
+    reference. The heuristic baseline (median per `ocean_proximity`) is stored with the version and, on
+    promotion, in the state folder: the model server's fallback when it can load no version. Load the champion anywhere with
     `mlflow.pyfunc.load_model("models:/housing_price_model@champion")`.
     """
     from housing_platform.core import model as keras_model
@@ -121,6 +124,9 @@ def registered_model_version(
     )
     promoted = verdict.passed and config.promote
     previous = registry.promote(version.version) if promoted else None
+    if promoted:  # what the model server answers with if it can load no version (scoring/fallback.py)
+        write_fallback_baseline(housing_state.settings.fallback_baseline_path,
+                                {**fit_fallback_baseline(train), "model_version": version.version})
     aliases = registry.aliases_of(version.version)
     log = context.log.info if verdict.passed else context.log.error
     log(
