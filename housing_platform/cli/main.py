@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--capture-sample-percent", type=float, default=serving["capture_sample_percent"],
                        help=f"share of scored rows captured (default: {serving['capture_sample_percent']:g})")
     serve.add_argument("--capture-queue-rows", type=int, default=serving["capture_queue_rows"],
-                       help=f"capture rows queued in memory before dropping (default: {serving['capture_queue_rows']})")
+                       help=f"bound on capture rows in memory; past it predict answers 503 + Retry-After, never drops "
+                            f"(default: {serving['capture_queue_rows']})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=command_serve)
 

@@ -173,6 +173,7 @@ class ServerState:
         self.writer = CaptureWriter(
             self.store,
             max_queue_rows=self.config.capture_queue_rows,
+            buffer_max_rows=self.config.capture_queue_rows,  # admitted rows always fit while the store is down
             batch_size=self.config.capture_batch_rows,
             sample_percent=self.config.capture_sample_percent,
             exit_flush_seconds=self.config.shutdown_flush_seconds,
@@ -223,6 +224,12 @@ class ServerState:
         return content, RequestCapture(served, instances, predictions, request_ids, latency_ms, datetime.now(UTC))
 
     # -- capture, after the response --------------------------------------------------------------
+
+    def admit_capture(self, capture: RequestCapture) -> bool:
+        """Before the answer is sent: reserve the capture's rows in the writer, or False when the rows in
+        memory would pass ``capture_queue_rows`` (the route answers 503 with Retry-After: nothing lost)."""
+        writer = self.writer
+        return writer is None or writer.admit(capture.rows)
 
     def schedule_capture(self, capture: RequestCapture) -> None:
         """Capture after the response is written: this runs from the handler, which then sends the
@@ -299,10 +306,15 @@ class ServerState:
         writer = self.writer
         if writer is None:
             return
-        if deferred:
-            writer.submit_deferred(capture.request_ids, lambda: self._capture_records(capture))
-        else:
-            writer.submit(self._capture_records(capture))
+        if deferred:  # admitted by admit_capture() before the answer: always queued
+            writer.submit_deferred(capture.request_ids, lambda: self._capture_records(capture), admitted=capture.rows)
+            return
+        try:
+            records = self._capture_records(capture)
+        except BaseException:
+            writer.release(capture.rows)
+            raise
+        writer.submit(records, admitted=capture.rows)
 
     def _capture_records(self, capture: RequestCapture) -> list[CaptureRecord]:
         """The requests' rows as CaptureRecords, with training-range flags (also counted in /metrics)."""
@@ -312,13 +324,10 @@ class ServerState:
         bedrooms = columns[_BEDROOMS]
         if any(v != v for v in bedrooms):  # NaN -> None: a null, not a number, in the store
             columns[_BEDROOMS] = [None if v != v else v for v in bedrooms]
-        version, latency_ms, captured_at = served.version, capture.latency_ms, capture.captured_at
-        records = [
-            CaptureRecord(rid, captured_at, version, lon, lat, age, rooms, beds, pop, hh, inc, cat, pred, latency_ms, flag)
-            for rid, lon, lat, age, rooms, beds, pop, hh, inc, cat, pred, flag in zip(
-                capture.request_ids, *columns, instances.categories, capture.predictions.tolist(), flags
-            )
-        ]
+        records = CaptureRecord.from_columns(
+            capture.request_ids, capture.captured_at, served.version, [*columns, instances.categories],
+            capture.predictions.tolist(), capture.latency_ms, flags,
+        )
         flagged = [f for f in flags if f]
         if flagged:
             counts: dict[str, int] = {}

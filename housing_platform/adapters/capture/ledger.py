@@ -30,6 +30,7 @@ class CaptureWriterStats:
     refused: int  # rows of requests refused by admit(): never answered, so not lost
     refused_requests: int
     reserved: int  # rows admitted for requests being answered, not yet submitted
+    in_memory: int  # reserved, queued, being written or retried: what a kill -9 would lose
     store_reopened: int  # times the SQLite file was found deleted or replaced and opened again
     rejected: int  # refused by the database row by row (duplicate request id, invalid value)
     sampled_out: int

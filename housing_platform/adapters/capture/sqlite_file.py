@@ -61,6 +61,15 @@ class SqliteFileWatch:
             "deleted" if current is None else "replaced",
         )
 
+    def remove_stale_wal(self) -> None:
+        """After the old file's connections are closed: remove the ``-wal`` and ``-shm`` it left at the path.
+
+        SQLite does not delete the WAL of a file renamed or unlinked while open, and would apply that
+        WAL's frames (the old file's pages) to whatever database is opened at the path next.
+        """
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
     def check_after_commit(self) -> None:
         """Raise :class:`DatabaseFileReplaced` if the file changed while a transaction ran."""
         if self.changed():

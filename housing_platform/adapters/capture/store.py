@@ -139,6 +139,7 @@ class CaptureStore:
         if watch is not None and watch.changed():
             watch.note_replaced()
             self._base_engine.dispose()
+            watch.remove_stale_wal()
             self._schema_ready = False
         if self._schema_ready:
             return

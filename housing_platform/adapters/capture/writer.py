@@ -134,9 +134,7 @@ class CaptureWriter:
         """False while rows wait in the retry buffer or the last write attempt failed."""
         return self._inserter.last_error is None and not self._buffer
 
-    @property
-    def closed(self) -> bool:
-        return self._closing.is_set()
+    closed = property(lambda self: self._closing.is_set())
 
     def stats(self) -> CaptureWriterStats:
         watch = self.store.file_watch
@@ -148,6 +146,7 @@ class CaptureWriter:
             refused=self._ledger.refused,
             refused_requests=self._ledger.refused_requests,
             reserved=self._ledger.reserved,
+            in_memory=self._ledger.in_memory,
             store_reopened=watch.reopened if watch is not None else 0,
             rejected=self._ledger.rejected,
             sampled_out=self._ledger.sampled_out,
