@@ -5,7 +5,8 @@ never pays for TensorFlow or Dagster.
 
 Exit codes of `validate`: 0 the file passes the gate, 1 it does not, 2 it cannot be read at all.
 Exit codes of `serve`: 0 stopped cleanly (Ctrl-C / SIGTERM, captures flushed), 1 the server failed
-(port in use, captures lost at shutdown), 2 invalid arguments (e.g. a malformed model URI).
+(port in use, captures lost at shutdown), 2 invalid arguments (e.g. a malformed model URI, or a
+non-loopback --host while no API token exists: see `housing-platform token`).
 Exit codes of `score`: 0 the output was written (rows breaking a schema rule are kept, unscored, with
 their rules in `rejected_rules`), 1 no model could be loaded, 2 the input cannot be read or the output
 cannot be written.
@@ -156,6 +157,11 @@ def command_serve(args: argparse.Namespace) -> int:
     from housing_platform.server.server_config import ServingConfig
 
     settings = HousingSettings.from_env()
+    from housing_platform.server.auth import is_loopback, startup_problem
+
+    if problem := startup_problem(args.host, str(settings.tokens_path)):  # never serve others without tokens
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INVALID_ARGUMENTS
     apply_process_defaults(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServingConfig.from_settings(
@@ -172,6 +178,7 @@ def command_serve(args: argparse.Namespace) -> int:
     except MissingTrackingDatabase as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SERVER_FAILED
+    config = config.model_copy(update={"require_tokens": not is_loopback(args.host)})  # fail closed off loopback
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -311,8 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--capture-sample-percent", type=float, default=serving["capture_sample_percent"],
                        help=f"share of scored rows captured (default: {serving['capture_sample_percent']:g})")
     serve.add_argument("--capture-queue-rows", type=int, default=serving["capture_queue_rows"],
-                       help=f"bound on capture rows in memory; past it predict answers 503 + Retry-After, never drops "
-                            f"(default: {serving['capture_queue_rows']})")
+                       help=f"capture rows queued in memory before dropping (default: {serving['capture_queue_rows']})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=command_serve)
 
@@ -326,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("output", help="where to write the scored rows (.parquet or .csv)")
     score.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=f"default: {DEFAULT_MODEL_URI}")
     score.set_defaults(handler=command_score)
+
+    from housing_platform.cli import tokens
+
+    tokens.add_parser(commands)  # token create | list | revoke
 
     init = commands.add_parser("init", help="create the state folder and the Dagster instance config")
     init.set_defaults(handler=command_init)

@@ -133,6 +133,11 @@ class HousingSettings(BaseSettings):
         return self.home / "mlflow"
 
     @property
+    def tokens_path(self) -> Path:
+        """The model server's API tokens, hashed (``adapters/token_store.py``; ``housing-platform token``)."""
+        return self.home / "server" / "tokens.json"
+
+    @property
     def fallback_baseline_path(self) -> Path:
         """The champion's heuristic baseline, written at promotion: what the model server answers with
         when it can load no version (``scoring/fallback.py``)."""

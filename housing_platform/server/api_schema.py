@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from housing_platform.core.request_rules import COLUMN_RULES, CROSS_RULES
 from housing_platform.core.schema import EXAMPLE_DISTRICT, FEATURE_COLUMNS, TARGET_COLUMN
-from housing_platform.server.requests import MAX_ERRORS_SHOWN, REQUEST_ID_PATTERN
+from housing_platform.server.requests import MAX_ERRORS_SHOWN, REQUEST_ID_PATTERN, TARGET_RULE
 
 
 def instance_json_schema() -> dict:
@@ -72,7 +72,12 @@ def feedback_request_openapi(max_items: int) -> dict:
         "required": ["request_id", TARGET_COLUMN],
         "properties": {
             "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN.pattern, "description": "From /v1/predict."},
-            TARGET_COLUMN: {"type": "number", "exclusiveMinimum": 0, "description": "The true value, USD."},
+            TARGET_COLUMN: {
+                "type": "number",
+                "minimum" if TARGET_RULE.minimum_inclusive else "exclusiveMinimum": TARGET_RULE.minimum,
+                "maximum" if TARGET_RULE.maximum_inclusive else "exclusiveMaximum": TARGET_RULE.maximum,
+                "description": "The true value, USD, within the schema's range for the target (else 422).",
+            },
         },
     }
     return {

@@ -19,6 +19,8 @@ PREFIX = "housing"
 # Latency buckets from 250 µs: the fast path answers a single row well under a millisecond.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 OTHER_ROUTE = "other"  # unknown paths share one label value, so a scanner cannot explode cardinality
+# Why server/auth.py refused a request: 401 (no token / unknown, revoked, malformed), 403, 429.
+AUTH_REFUSAL_REASONS = ("missing_token", "invalid_token", "missing_scope", "rate_limited")
 
 
 class CaptureCollector:
@@ -37,9 +39,6 @@ class CaptureCollector:
         stats = writer.stats()
         yield GaugeMetricFamily(f"{PREFIX}_capture_queue_depth", "Capture rows waiting in the in-memory queue.",
                                 value=stats.queue_depth)
-        yield GaugeMetricFamily(f"{PREFIX}_capture_rows_in_memory",
-                                "Capture rows admitted but not yet written (what a kill -9 would lose).",
-                                value=stats.in_memory)
         yield GaugeMetricFamily(f"{PREFIX}_capture_retry_buffer_rows",
                                 "Capture rows held for retry while the store is unreachable.", value=stats.buffered)
         yield GaugeMetricFamily(f"{PREFIX}_capture_store_available",
@@ -47,14 +46,7 @@ class CaptureCollector:
                                 value=1.0 if stats.store_available else 0.0)
         for name, help_text, value in (
             ("written", "Capture rows written to the store.", stats.written),
-            ("dropped", "Capture rows lost: submitted without admission past the bound, or store down at shutdown.",
-             stats.dropped),
-            ("refused_rows", "Rows of predict requests answered 503 because capture was at its bound (not lost).",
-             stats.refused),
-            ("refused_requests", "Predict requests answered 503 because capture was at its bound.",
-             stats.refused_requests),
-            ("store_reopened", "Times the capture SQLite file was found deleted or replaced and opened again.",
-             stats.store_reopened),
+            ("dropped", "Capture rows lost: queue or retry buffer full, or store down at shutdown.", stats.dropped),
             ("rejected", "Capture rows the database refused (e.g. duplicate request id).", stats.rejected),
             ("sampled_out", "Scored rows not captured because of the sampling percentage.", stats.sampled_out),
             ("failed_attempts", "Capture write attempts that failed because the store was unreachable.",
@@ -115,6 +107,12 @@ class ServingMetrics:
         )
         self.feedback_rows = Counter(f"{PREFIX}_feedback_rows", "True values recorded via /v1/feedback.",
                                      registry=self.registry)
+        self.auth_refusals = Counter(
+            f"{PREFIX}_auth_refusals",
+            "Requests refused by token authentication, by route and reason: missing_token and invalid_token (401), "
+            "missing_scope (403), rate_limited (429: the token's feedback labels per minute).",
+            ["route", "reason"], registry=self.registry,
+        )
         self.model = Info(f"{PREFIX}_model", "The model version being served.", registry=self.registry)
         self.model_swaps = Counter(f"{PREFIX}_model_swaps", "Model versions swapped in after the first load.",
                                    registry=self.registry)

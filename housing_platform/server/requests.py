@@ -35,6 +35,7 @@ from housing_platform.core.schema import (
     FEATURE_COLUMNS,
     NUMERIC_FEATURE_COLUMNS,
     TARGET_COLUMN,
+    column_rules,
 )
 
 MAX_ERRORS_SHOWN = 50
@@ -312,6 +313,32 @@ def _add_violation(violation: Violation, instances: list[dict], errors: list[dic
 # ---------------------------------------------------------------------------------------------
 
 
+# The target's rules in the pandera model (its bounds), so a label is held to the raw data's rule.
+TARGET_RULE = column_rules(include_target=True)[TARGET_COLUMN]
+
+
+def target_problem(value: Any) -> tuple[str, str] | None:
+    """(rule, message) of the first rule of the target that ``value`` breaks, or None if it passes them all."""
+    if type(value) not in _NUMBER_TYPES:
+        return "number", f"{TARGET_COLUMN} must be a number of dollars"
+    number = float(value) if abs(value) < 1e308 else math.inf  # an integer beyond float64 is not finite either
+    if not math.isfinite(number):
+        return "finite", f"{TARGET_COLUMN} must be a finite number"
+    rule = TARGET_RULE
+    if rule.minimum is not None and (number < rule.minimum or (number == rule.minimum and not rule.minimum_inclusive)):
+        return _target_bound(">=" if rule.minimum_inclusive else ">", rule.minimum)
+    if rule.maximum is not None and (number > rule.maximum or (number == rule.maximum and not rule.maximum_inclusive)):
+        return _target_bound("<=" if rule.maximum_inclusive else "<", rule.maximum)
+    return None
+
+
+def _target_bound(op: str, limit: float) -> tuple[str, str]:
+    return f"{op} {limit:g}", (
+        f"{TARGET_COLUMN} must be {op} {limit:g} dollars: the schema's range for the target "
+        f"({TARGET_RULE.describe_range()}), the rule the training data passes too"
+    )
+
+
 def parse_feedback(payload: Any, max_items: int) -> list[tuple[str, float]]:
     """``{"request_id", "median_house_value"}`` or a list of them → [(id, value)]; 413 / 422 on failure."""
     single = isinstance(payload, dict)
@@ -350,11 +377,8 @@ def parse_feedback(payload: Any, max_items: int) -> list[tuple[str, float]]:
                 error_item([*loc, TARGET_COLUMN], TARGET_COLUMN, "required", f"field {TARGET_COLUMN} is missing", row=row)
             )
             ok = False
-        elif type(value) not in _NUMBER_TYPES or not math.isfinite(float(value)) or float(value) <= 0:
-            errors.append(error_item(
-                [*loc, TARGET_COLUMN], TARGET_COLUMN, "finite number > 0",
-                f"{TARGET_COLUMN} must be a finite number of dollars > 0", value, row,
-            ))
+        elif (problem := target_problem(value)) is not None:
+            errors.append(error_item([*loc, TARGET_COLUMN], TARGET_COLUMN, *problem, value, row))
             ok = False
         if ok:
             parsed.append((request_id, float(value)))

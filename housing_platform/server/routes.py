@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from housing_platform.adapters.capture.errors import CaptureStoreUnavailable, DuplicateFeedback, UnknownRequestIds
+from housing_platform.adapters.token_store import SCOPE_ADMIN, SCOPE_FEEDBACK, SCOPE_PREDICT
 from housing_platform.server.api_schema import (
     FeedbackResponse,
     MessageResponse,
@@ -27,19 +28,22 @@ from housing_platform.server.api_schema import (
     feedback_request_openapi,
     predict_request_openapi,
 )
+from housing_platform.server.auth import TokenAuth, document_security
 from housing_platform.server.content_type import unsupported_content_type
 from housing_platform.server.requests import RequestError, parse_feedback, parse_json
 from housing_platform.server.state import ServerState
 
 PREDICT_ROUTE, FEEDBACK_ROUTE = "/v1/predict", "/v1/feedback"
 ROUTES = (PREDICT_ROUTE, FEEDBACK_ROUTE, "/health", "/ready", "/metrics", "/docs", "/openapi.json", "/redoc", "/")
+# The token scope each route needs once authentication is on (server/auth.py); the others stay open.
+SCOPES_BY_ROUTE = {PREDICT_ROUTE: SCOPE_PREDICT, FEEDBACK_ROUTE: SCOPE_FEEDBACK, "/metrics": SCOPE_ADMIN}
 BYTES_PER_ROW = 256  # a JSON instance is ~230 bytes: the inline/worker-thread cut-off in body size
 FEEDBACK_CAPTURE_WAIT_SECONDS = 2.0
 
 
-def json_response(status: int, body, headers: dict[str, str] | None = None) -> Response:
+def json_response(status: int, body) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json", headers=headers)
+                    media_type="application/json")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -68,6 +72,8 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     config = state.config
     max_rows = config.max_rows_per_request
     inline_bytes = config.inline_rows * BYTES_PER_ROW
+    auth = app.state.auth = TokenAuth(config, state.metrics, SCOPES_BY_ROUTE)
+    document_security(app, SCOPES_BY_ROUTE, rate_limited=(FEEDBACK_ROUTE,))
 
     @app.post(
         PREDICT_ROUTE,
@@ -81,13 +87,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         responses={
             413: {"model": MessageResponse, "description": "Too many rows or too large a body."},
             422: {"model": ValidationErrorResponse, "description": "Invalid input: row, field and rule of each problem."},
-            503: {"model": MessageResponse,
-                  "description": "No model loaded yet, or capture at its bound (with Retry-After; not answered)."},
+            503: {"model": MessageResponse, "description": "No model loaded yet."},
         },
         tags=["scoring"],
     )
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
+        if (refused := auth.refuse(request, PREDICT_ROUTE)) is not None:
+            return refused
         served = state.serving()  # the loaded version, or the fallback baseline when none could be loaded
         if served is None:
             return json_response(503, {"detail": _not_ready_message(state)})
@@ -101,14 +108,10 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             if error.status == 422:
                 state.metrics.rows_rejected.inc(error.rows)
             return json_response(error.status, error.body)
-        capturing = config.capture_sample_percent > 0  # 0 switches capture off entirely (not even records are built)
-        if capturing and not state.admit_capture(capture):  # before answering: the client knows, nothing is lost
-            return json_response(503, {"detail": "capture is at its bound (capture_queue_rows): not answered, retry"},
-                                 headers={"Retry-After": str(config.capture_retry_after_seconds)})
         state.metrics.rows_scored.inc(capture.rows)
         if served is state.fallback:
             state.metrics.fallback_rows.inc(capture.rows)
-        if capturing:
+        if config.capture_sample_percent > 0:  # 0 switches capture off entirely (not even records are built)
             state.schedule_capture(capture)
         return Response(content, media_type="application/json")
 
@@ -132,10 +135,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         tags=["monitoring"],
     )
     async def feedback(request: Request) -> Response:
+        if (refused := auth.refuse(request, FEEDBACK_ROUTE)) is not None:
+            return refused
         try:
             items = parse_feedback(parse_json(await read_body(request, config.max_body_bytes)), max_rows)
         except RequestError as error:
             return json_response(error.status, error.body)
+        if (refused := auth.limit_feedback(request, FEEDBACK_ROUTE, len(items))) is not None:
+            return refused
         # The captures of responses already sent may still be on their way to the writer.
         await state.wait_captures_queued(FEEDBACK_CAPTURE_WAIT_SECONDS)
         try:
@@ -209,7 +216,9 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         })
 
     @app.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if (refused := auth.refuse(request, "/metrics")) is not None:
+            return refused
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)

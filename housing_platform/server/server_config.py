@@ -36,15 +36,7 @@ class ServingConfig(BaseModel):
     capture_sample_percent: float = Field(
         100.0, ge=0, le=100, description="Share of scored rows captured (chosen by request id); 0 switches capture off."
     )
-    capture_queue_rows: int = Field(
-        50_000, ge=1,
-        description="Bound on capture rows in memory (admitted, queued, being written or retried): past it a predict "
-        "request gets 503 with Retry-After before it is answered, so no answered row is dropped. Also what a kill -9 "
-        "can lose.",
-    )
-    capture_retry_after_seconds: int = Field(
-        1, ge=1, description="Retry-After of the 503 a predict request gets while capture is at its bound."
-    )
+    capture_queue_rows: int = Field(100_000, ge=1, description="Rows the capture queue holds before dropping.")
     capture_batch_rows: int = Field(1_000, ge=1, description="Rows per INSERT of the capture writer.")
     shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
     max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")
@@ -65,6 +57,21 @@ class ServingConfig(BaseModel):
     inline_rows: int = Field(
         256, ge=0, description="Requests with more rows are parsed and scored in a worker thread, not the event loop."
     )
+    tokens_file: str | None = Field(
+        None, description="The API tokens file (from_settings: `<HOUSING_HOME>/server/tokens.json`); None: no tokens. "
+        "Authentication is on once it holds a token (`housing-platform token create`).",
+    )
+    require_tokens: bool = Field(
+        False, description="Refuse requests without a valid token even when no token exists (the CLI sets it when "
+        "serving on a non-loopback host).",
+    )
+    tokens_check_interval_seconds: float = Field(
+        1.0, gt=0, description="How often the tokens file is checked for changes: a revoke takes effect within this.",
+    )
+    feedback_rate_per_minute: int = Field(
+        1_200, ge=1, description="Labels (feedback items) one token may send in any 60 s, unless the token sets its own "
+        "limit; more → 429 with Retry-After. Without authentication there is no limit.",
+    )
 
     @model_validator(mode="after")
     def _backoff_cap_at_least_base(self) -> ServingConfig:
@@ -82,6 +89,7 @@ class ServingConfig(BaseModel):
             "tracking_uri": settings.mlflow_tracking_uri,
             "artifact_root": settings.mlflow_artifact_root,
             "capture_url": settings.capture_url,
+            "tokens_file": str(settings.tokens_path),
             "fallback_baseline_path": str(settings.fallback_baseline_path),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

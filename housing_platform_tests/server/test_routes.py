@@ -167,7 +167,7 @@ def test_feedback_right_after_a_prediction_is_recorded_once(client, server):
 
     single = client.post("/v1/feedback", json={"request_id": ids[0], TARGET_COLUMN: 452_600.0})
     several = client.post("/v1/feedback", json=[{"request_id": i, TARGET_COLUMN: 400_000} for i in ids[1:]])
-    again = client.post("/v1/feedback", json={"request_id": ids[0], TARGET_COLUMN: 1.0})
+    again = client.post("/v1/feedback", json={"request_id": ids[0], TARGET_COLUMN: 123_456.0})
 
     assert single.status_code == 200 and single.json()["recorded"] == 1
     assert several.status_code == 200 and several.json()["recorded"] == 2
