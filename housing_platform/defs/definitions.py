@@ -27,6 +27,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     # Imported after the process defaults so library telemetry and caches are set up first.
     from housing_platform.defs import jobs, schedules, sensors
     from housing_platform.defs.ingestion import assets as ingestion
+    from housing_platform.defs.labels import assets as labels
     from housing_platform.defs.monitoring import assets as monitoring
     from housing_platform.defs.registry import assets as registry
     from housing_platform.defs.resources import resources_for_profile
@@ -38,7 +39,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     # One resource set per environment (embedded or production), chosen by HOUSING_PROFILE.
     resources = resources_for_profile(settings)
 
-    asset_modules = [ingestion, training, registry, serving, monitoring]
+    asset_modules = [ingestion, labels, training, registry, serving, monitoring]
     return dg.Definitions(
         # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
         assets=[*dg.load_assets_from_modules(asset_modules), serving.live_endpoint_captures],

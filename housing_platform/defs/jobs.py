@@ -7,9 +7,10 @@ MONITORING_JOB = "monitoring_job"
 
 # training_data → housing_splits → fitted_transformer → trained_model → evaluation_report (gate)
 # → registered_model_version. The gate's blocking checks still decide whether the champion moves.
-retraining_selection = dg.AssetSelection.assets("training_data").downstream() & dg.AssetSelection.groups(
-    "training", "registry"
-)
+# labelled_traffic (the label gate) runs first, so a retraining learns only from labels judged now.
+retraining_selection = (
+    dg.AssetSelection.assets("training_data").downstream() & dg.AssetSelection.groups("training", "registry")
+) | dg.AssetSelection.assets("labelled_traffic")
 retraining_job = dg.define_asset_job(
     RETRAINING_JOB,
     selection=retraining_selection,

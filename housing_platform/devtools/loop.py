@@ -18,7 +18,7 @@ from housing_platform.defs.jobs import MONITORING_JOB, RETRAINING_JOB
 from housing_platform.defs.monitoring.partitions import today_partition_key
 from housing_platform.defs.sensors import SENSOR_NAME
 
-TRAINING_SELECTION = dg.AssetSelection.groups("ingestion", "training", "registry")
+TRAINING_SELECTION = dg.AssetSelection.groups("ingestion", "labels", "training", "registry")
 # A few epochs: enough for the gate to pass on the real data in seconds (end-to-end tests, UI tour).
 SMALL_TRAINING = {
     "ops": {"trained_model": {"config": {"epochs": 3}}},

@@ -13,14 +13,15 @@ from housing_platform.defs.io_manager import ParquetJsonIOManager
 from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 
 EXTERNAL_ASSETS = {"live_endpoint_captures"}
-EXPECTED_GROUPS = {"ingestion", "training", "registry", "serving", "monitoring"}
+EXPECTED_GROUPS = {"ingestion", "labels", "training", "registry", "serving", "monitoring"}
 # Every asset, its group and its upstream assets: the data flows one way, and the only edge back into
 # training is the labelled traffic the monitoring side reads (through the capture store, not the graph).
 EXPECTED_GRAPH = {
     "raw_housing_data": ("ingestion", set()),
     "validated_housing_data": ("ingestion", {"raw_housing_data"}),
     "housing_data_profile": ("ingestion", {"validated_housing_data"}),
-    "training_data": ("training", {"validated_housing_data"}),
+    "labelled_traffic": ("labels", {"validated_housing_data"}),
+    "training_data": ("training", {"validated_housing_data", "labelled_traffic"}),
     "housing_splits": ("training", {"training_data"}),
     "fitted_transformer": ("training", {"housing_splits"}),
     "trained_model": ("training", {"housing_splits", "fitted_transformer"}),
@@ -42,15 +43,17 @@ EXPECTED_CHECKS = {
         "null_share_within_allowance",
         "enough_rows",
     },
+    "labelled_traffic": {"labels_within_schema", "label_volume_within_limit", "labels_consistent_with_trusted_data"},
     "evaluation_report": {"rmse_within_limit", "beats_linear_baseline", "no_regression_vs_champion", "no_weak_slice"},
     "registered_model_version": {"fast_path_matches_registered_model"},
     "live_endpoint_captures": {"endpoint_serves_champion"},
     "drift_report": {"no_feature_drift"},
     "live_model_performance": {"no_quality_degradation"},
 }
-BLOCKING_CHECKS_ON = {"validated_housing_data", "evaluation_report", "registered_model_version"}
+BLOCKING_CHECKS_ON = {"validated_housing_data", "labelled_traffic", "evaluation_report", "registered_model_version"}
 EXPECTED_JOBS = {
     "retraining_job": {
+        "labelled_traffic",
         "training_data",
         "housing_splits",
         "fitted_transformer",

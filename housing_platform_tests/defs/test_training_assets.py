@@ -24,13 +24,14 @@ from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.definitions import build_definitions
 from housing_platform.defs.io_manager import ParquetJsonIOManager
-from housing_platform.defs.resources import CaptureStoreResource
+from housing_platform.defs.labels.assets import labelled_traffic
+from housing_platform.defs.resources import CaptureStoreResource, MLflowResource
 from housing_platform.defs.training.assets import training_data
 from housing_platform_tests.factories import make_districts
 
 pytestmark = pytest.mark.slow
 
-TRAINING_GROUPS = dg.AssetSelection.groups("ingestion", "training", "registry")
+TRAINING_GROUPS = dg.AssetSelection.groups("ingestion", "labels", "training", "registry")
 
 
 def quick_config(seed: int = 42, **evaluation) -> dict:
@@ -211,12 +212,18 @@ def test_training_data_appends_labelled_captures_with_their_fed_back_values(tmp_
     def validated_stand_in() -> pd.DataFrame:
         return base
 
+    # Labels reach training_data through the label gate (labelled_traffic), which holds the invalid one;
+    # its schema check allows that 1-in-5 share here (default 1%). No champion: consistency not judged.
     result = dg.materialize(
-        [validated_stand_in, training_data],
+        [validated_stand_in, labelled_traffic, training_data],
         resources={
             "capture_store": CaptureStoreResource(url=f"sqlite:///{tmp_path / 'capture.db'}"),
+            "mlflow_tracking": MLflowResource(
+                tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "artifacts").as_uri()
+            ),
             "io_manager": ParquetJsonIOManager(base_dir=str(tmp_path / "storage")),
         },
+        run_config={"ops": {"labelled_traffic": {"config": {"max_schema_failure_share": 0.5}}}},
     )
 
     assert result.success
@@ -232,4 +239,6 @@ def test_training_data_appends_labelled_captures_with_their_fed_back_values(tmp_
     )
     metadata = result.asset_materializations_for_node("training_data")[0].metadata
     assert (metadata["base_rows"].value, metadata["feedback_rows"].value) == (50, 4)
-    assert metadata["feedback_rows_rejected"].value == 1
+    assert metadata["feedback_rows_rejected"].value == 0  # held upstream by labelled_traffic
+    held = result.asset_materializations_for_node("labelled_traffic")[0].metadata
+    assert (held["admitted_now"].value, held["held_now"].value) == (4, 1)

@@ -16,14 +16,13 @@ from threadpoolctl import threadpool_limits
 
 from housing_platform.adapters.mlflow_registry import sha256_of
 from housing_platform.core import evaluation, features, splits
-from housing_platform.core import live_quality as monitoring
 from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
 from housing_platform.core.model_gate import evaluate_model_gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.validation import validate_housing_frame
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.metadata import column_schema_metadata, markdown_table, png_markdown
-from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
 
 GROUP = "training"
@@ -44,22 +43,18 @@ def _frames(housing_splits: pd.DataFrame) -> splits.Splits:
     tags={"stage": "training"},
 )
 def training_data(
-    context: dg.AssetExecutionContext, capture_store: CaptureStoreResource, validated_housing_data: pd.DataFrame
+    context: dg.AssetExecutionContext, validated_housing_data: pd.DataFrame, labelled_traffic: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
     """What the model learns from: the validated districts plus labelled live traffic.
 
     Live traffic becomes training data once its true value has come back through
-    `POST /v1/feedback`: the captured features with the fed-back `median_house_value`, validated by the
-    same pandera schema as the base data (rows that break a rule are left out and counted). This is
-    how a retraining triggered by drift learns the new regime. The `source` column says where each
-    row came from; metadata counts rows per source.
+    `POST /v1/feedback` **and passed the label gate** (`labelled_traffic`: schema, volume per source,
+    consistency with the trusted test split; held labels never arrive here): the captured features
+    with the fed-back `median_house_value`, validated again by the same pandera schema as the base
+    data. This is how a retraining triggered by drift learns the new regime. The `source` column says
+    where each row came from; metadata counts rows per source.
     """
-    store = capture_store.store()
-    try:
-        captured = store.read_captures(with_feedback=True)
-    finally:
-        store.dispose()
-    labelled = monitoring.labelled_training_rows(captured)
+    labelled = labelled_traffic[[*FEATURE_COLUMNS, TARGET_COLUMN]].reset_index(drop=True)
     rejected = 0
     if len(labelled):
         outcome = validate_housing_frame(labelled)
