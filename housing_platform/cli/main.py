@@ -154,6 +154,7 @@ def command_serve(args: argparse.Namespace) -> int:
     from housing_platform.config.environment import apply_process_defaults
     from housing_platform.config.settings import HousingSettings
     from housing_platform.server.app import create_app
+    from housing_platform.server.http_protocol import uvicorn_options
     from housing_platform.server.server_config import ServingConfig
 
     settings = HousingSettings.from_env()
@@ -170,6 +171,10 @@ def command_serve(args: argparse.Namespace) -> int:
         poll_interval_seconds=args.poll_interval_seconds,
         capture_sample_percent=args.capture_sample_percent,
         capture_queue_rows=args.capture_queue_rows,
+        header_read_timeout_seconds=args.header_read_timeout_seconds,
+        body_read_timeout_seconds=args.body_read_timeout_seconds,
+        keep_alive_timeout_seconds=args.keep_alive_timeout_seconds,
+        max_connections=args.max_connections,
     )
     from housing_platform.adapters.mlflow_registry import MissingTrackingDatabase, require_tracking_database
 
@@ -182,8 +187,9 @@ def command_serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=args.host, port=args.port, loop="uvloop", http="httptools", access_log=False,
+            app, host=args.host, port=args.port, loop="uvloop", access_log=False,
             log_level=args.log_level, timeout_graceful_shutdown=config.shutdown_flush_seconds, lifespan="on",
+            **uvicorn_options(config),  # httptools with read deadlines, keep-alive timeout, connection cap
         )
     )
     # uvicorn handles SIGINT/SIGTERM (graceful shutdown: in-flight requests, then the capture flush)
@@ -319,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"share of scored rows captured (default: {serving['capture_sample_percent']:g})")
     serve.add_argument("--capture-queue-rows", type=int, default=serving["capture_queue_rows"],
                        help=f"capture rows queued in memory before dropping (default: {serving['capture_queue_rows']})")
+    for name, unit in (("header_read_timeout_seconds", "s"), ("body_read_timeout_seconds", "s"),
+                       ("keep_alive_timeout_seconds", "s"), ("max_connections", "")):
+        field = ServingConfig.model_fields[name]
+        serve.add_argument("--" + name.replace("_", "-"), type=field.annotation, default=serving[name],
+                           help=f"{field.description} (default: {serving[name]:g}{unit})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=command_serve)
 

@@ -41,6 +41,20 @@ class ServingConfig(BaseModel):
     shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
     max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Larger request bodies → 413.")
+    header_read_timeout_seconds: float = Field(
+        10.0, gt=0, description="A request's line and headers must arrive within this (from the connection, or the "
+        "next request's first byte); else 408 and the connection is closed.",
+    )
+    body_read_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request's body must be complete within this after its headers; else the connection "
+        "is closed, nothing scored.",
+    )
+    keep_alive_timeout_seconds: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed after this.")
+    max_connections: int = Field(
+        1_000, ge=1, description="Open connections at most (lowered to the open-files limit minus 64); one more is "
+        "answered 503 with Retry-After and closed before anything is read.",
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Larger request line + headers → 431, closed.")
     gil_switch_interval_seconds: float = Field(
         0.001, gt=0, description="sys.setswitchinterval while serving (Python's default is 0.005)."
     )

@@ -21,6 +21,7 @@ class ThreadServer:
         import uvicorn
 
         from housing_platform.server.app import create_app
+        from housing_platform.server.http_protocol import uvicorn_options
         from housing_platform.server.server_config import ServingConfig
 
         config = ServingConfig(
@@ -34,8 +35,8 @@ class ThreadServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, loop="uvloop", http="httptools",
-                           access_log=False, log_level="warning")
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, loop="uvloop", access_log=False,
+                           log_level="warning", **uvicorn_options(config))  # as `housing-platform serve` runs it
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
