@@ -348,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tokens.add_parser(commands)  # token create | list | revoke
 
+    from housing_platform.cli import labels
+
+    labels.add_parser(commands)  # labels list | approve | reject --batch ID (held labelled traffic)
+
     init = commands.add_parser("init", help="create the state folder and the Dagster instance config")
     init.set_defaults(handler=command_init)
 

@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from housing_platform.core.metrics import regression_metrics
-from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
+from housing_platform.core.schema import FEATURE_COLUMNS, MAX_HOUSE_VALUE, MIN_HOUSE_VALUE, TARGET_COLUMN
 
 PERFORMANCE_COLUMNS = [
     "model_version",
@@ -24,7 +24,11 @@ PERFORMANCE_COLUMNS = [
     "mae",
     "evaluation_rmse",
     "rmse_ratio",
+    "labels_outside_schema",
+    "residuals_clipped",
 ]
+# 1.4826 × MAD estimates a normal standard deviation; the clip bound when no evaluation RMSE is known.
+MAD_TO_SIGMA = 1.4826
 
 
 def latency_percentiles(frame: pd.DataFrame) -> dict[str, float]:
@@ -48,18 +52,46 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame[TARGET_COLUMN].notna()]
 
 
-def live_performance(frame: pd.DataFrame, evaluation_rmse: dict[str, float]) -> pd.DataFrame:
-    """RMSE/MAE of the served predictions on labelled traffic, one row per model version.
+def robust_errors(labels, predictions, clip_dollars: float | None) -> tuple[np.ndarray, int, int]:
+    """Residuals a few absurd labels cannot dominate: (residuals, labels outside the schema, residuals clipped).
+
+    Labels are winsorised to the target's schema range first (a feedback of 1e300 counts as $500,001),
+    then residuals are clipped to ±``clip_dollars`` (``None``: 1.4826 × their MAD times the default
+    multiple). Honest residuals almost never reach the bound, so the RMSE of honest traffic is unchanged.
+    """
+    raw = np.asarray(labels, dtype=float)
+    winsorised = np.clip(raw, MIN_HOUSE_VALUE, MAX_HOUSE_VALUE)
+    residuals = winsorised - np.asarray(predictions, dtype=float)
+    if clip_dollars is None or not np.isfinite(clip_dollars):
+        spread = MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals)))) if len(residuals) else 0.0
+        clip_dollars = QualityLimits().residual_clip_multiple * spread if spread > 0 else np.inf
+    clipped = np.clip(residuals, -clip_dollars, clip_dollars)
+    return clipped, int((winsorised != raw).sum()), int((clipped != residuals).sum())
+
+
+def live_performance(
+    frame: pd.DataFrame,
+    evaluation_rmse: dict[str, float],
+    residual_clip_multiple: float | None = None,
+) -> pd.DataFrame:
+    """Robust RMSE/MAE of the served predictions on labelled traffic, one row per model version.
 
     ``evaluation_rmse`` maps a model version to its test RMSE at evaluation time, the yardstick
-    the live RMSE is compared with.
+    the live RMSE is compared with. Labels are winsorised to the schema range and residuals clipped
+    at ``residual_clip_multiple`` × that RMSE (:func:`robust_errors`): m absurd labels among n raise
+    the squared error by at most m × multiple² / n of the honest one.
     """
+    multiple = QualityLimits().residual_clip_multiple if residual_clip_multiple is None else residual_clip_multiple
     rows = []
     for version, group in frame.groupby(frame["model_version"].astype(str), sort=True):
         with_truth = labelled(group)
-        scores = regression_metrics(with_truth[TARGET_COLUMN], with_truth["prediction"])
-        rmse, mae = scores["rmse"], scores["mae"]
         reference = evaluation_rmse.get(version, float("nan"))
+        known = bool(reference) and reference == reference
+        errors, outside, clipped = robust_errors(
+            with_truth[TARGET_COLUMN], with_truth["prediction"], multiple * reference if known else None
+        )
+        scores = regression_metrics(errors, np.zeros(len(errors)))
+        rmse, mae = scores["rmse"], scores["mae"]
         rows.append(
             {
                 "model_version": version,
@@ -68,7 +100,9 @@ def live_performance(frame: pd.DataFrame, evaluation_rmse: dict[str, float]) -> 
                 "rmse": rmse,
                 "mae": mae,
                 "evaluation_rmse": reference,
-                "rmse_ratio": rmse / reference if reference and reference == reference else float("nan"),
+                "rmse_ratio": rmse / reference if known else float("nan"),
+                "labels_outside_schema": outside,
+                "residuals_clipped": clipped,
             }
         )
     return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
@@ -87,6 +121,11 @@ class QualityLimits(BaseModel):
 
     tolerance: float = Field(0.15, ge=0, description="Allowed excess of live RMSE over the version's evaluation RMSE.")
     min_labelled_rows: int = Field(100, ge=1, description="Fewest labelled rows a version needs to be judged.")
+    residual_clip_multiple: float = Field(
+        4.0, gt=0, description="Live residuals are clipped at this multiple of the version's evaluation RMSE "
+        "(labels first winsorised to the schema range), so one absurd label among n adds at most multiple²/n "
+        "to the squared error."
+    )
 
 
 def quality_verdict(

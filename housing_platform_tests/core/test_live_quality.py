@@ -61,3 +61,44 @@ def test_latency_and_out_of_range_summaries(districts: pd.DataFrame) -> None:
     percentiles = latency_percentiles(frame)
     assert percentiles["p50"] == pytest.approx(np.percentile(frame["latency_ms"], 50))
     assert np.isnan(latency_percentiles(frame.iloc[0:0])["p99"])
+
+
+def honest_traffic(rows: int, rmse: float, seed: int) -> pd.DataFrame:
+    """``rows`` labelled rows whose served predictions miss the truth by normal errors of sd ``rmse``."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(60_000, 450_000, rows)
+    return pd.DataFrame({"model_version": "1", "prediction": truth + rng.normal(0, rmse, rows), TARGET_COLUMN: truth})
+
+
+def test_one_absurd_label_among_a_thousand_honest_ones_does_not_fail_live_quality() -> None:
+    # Before: one feedback of 1e300 made the live RMSE infinite and failed the check (issue 12).
+    # Now the label counts as $500,001 and its residual as at most 4 x the evaluation RMSE: it adds at
+    # most 4² / 1,000 = 1.6% to the squared error, +0.8% to the RMSE, against a 15% tolerance.
+    frame = honest_traffic(1_000, 45_000.0, seed=0)
+    frame.loc[0, TARGET_COLUMN] = 1e300
+    performance = live_performance(frame, {"1": 45_000.0})
+    row = performance.iloc[0]
+    assert np.isfinite(row["rmse"]) and row["rmse_ratio"] < 1.05
+    assert (row["labels_outside_schema"], row["residuals_clipped"]) == (1, 1)
+    assert quality_verdict(performance).passed
+
+
+def test_a_real_degradation_still_fails_after_clipping() -> None:
+    # Errors 30% larger on every row: clipping at 4 sd of the evaluation error touches ~0.01% of rows,
+    # so the live RMSE stays ~1.3x the evaluation RMSE and fails the 15% tolerance.
+    performance = live_performance(honest_traffic(1_000, 45_000.0 * 1.3, seed=1), {"1": 45_000.0})
+    assert performance.iloc[0]["rmse_ratio"] > 1.25
+    assert not quality_verdict(performance).passed
+
+
+def test_honest_traffic_passes_at_its_evaluation_rmse() -> None:
+    ratios = [live_performance(honest_traffic(1_000, 45_000.0, seed=s), {"1": 45_000.0}).iloc[0]["rmse_ratio"]
+              for s in range(20)]
+    # sd of the RMSE ratio at n=1,000 is about 1/sqrt(2n) = 2.2%: 15% is ~7 sd away.
+    assert max(ratios) < 1.07 and min(ratios) > 0.93
+
+
+def test_without_an_evaluation_rmse_the_clip_bound_is_robust_to_the_absurd_label() -> None:
+    frame = honest_traffic(1_000, 45_000.0, seed=2)
+    frame.loc[0, TARGET_COLUMN] = 1e300
+    assert live_performance(frame, {}).iloc[0]["rmse"] < 50_000

@@ -8,6 +8,7 @@ from the run-config defaults, so they state the limits the code applies.
 
 import dagster as dg
 
+from housing_platform.core.live_quality import QualityLimits
 from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
 from housing_platform.defs.monitoring.partitions import daily_partitions
 
@@ -54,5 +55,6 @@ def quality_check_spec(defaults: LivePerformanceConfig | None = None) -> dg.Asse
         partitions_def=daily_partitions,
         description="Fails when a model version's RMSE on labelled traffic exceeds its evaluation RMSE by more "
         f"than {defaults.tolerance:.0%} (configurable), judged only with at least {defaults.min_labelled_rows:,} "
-        "labelled rows.",
+        "labelled rows. Counted robustly: labels winsorised to the schema range, residuals clipped at "
+        f"{QualityLimits().residual_clip_multiple:g}× the evaluation RMSE, so one absurd label cannot fail it.",
     )
