@@ -146,7 +146,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         # The captures of responses already sent may still be on their way to the writer.
         await state.wait_captures_queued(FEEDBACK_CAPTURE_WAIT_SECONDS)
         try:
-            receipt = await run_in_threadpool(state.store.record_feedback, items)
+            receipt = await run_in_threadpool(state.store.record_feedback, items, token_id=request.state.token_id)
         except UnknownRequestIds as error:
             return json_response(404, {"detail": f"no captured prediction has these request ids: {_ids(error)}",
                                        "request_ids": list(error.request_ids[:100])})

@@ -7,10 +7,13 @@ from __future__ import annotations
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
 from starlette.requests import Request
 
+from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.token_store import SCOPE_ADMIN, SCOPE_FEEDBACK, SCOPE_PREDICT, TokenStore
 from housing_platform.core.schema import EXAMPLE_DISTRICT, MAX_HOUSE_VALUE, MIN_HOUSE_VALUE, TARGET_COLUMN
+from housing_platform.devtools.capture_samples import make_records
 from housing_platform.devtools.processes import NotReady, wait_until
 from housing_platform.server.auth import TokenAuth, is_loopback
 from housing_platform.server.metrics import ServingMetrics
@@ -109,6 +112,8 @@ def test_a_feedback_token_records_labels_and_open_routes_need_none(secured, toke
                          headers=bearer(tokens[1]["full"]))
 
     assert response.status_code == 200 and response.json()["recorded"] == 2
+    stored = running.state.store.read_captures(with_feedback=True).set_index("request_id")
+    assert list(stored.loc[ids, "feedback_token"]) == [tokens[2]["full"].id] * 2  # the id, for per-token checks
     for path in ("/health", "/ready", "/docs", "/openapi.json"):
         assert http.get(path).status_code == 200, path
 
@@ -191,6 +196,7 @@ def test_without_tokens_on_loopback_every_route_is_open_until_a_token_is_created
         with httpx.Client(base_url=running.url, timeout=30) as http:
             ids = http.post("/v1/predict", json={"instances": [ROW]}).json()["request_ids"]
             assert http.post("/v1/feedback", json={"request_id": ids[0], TARGET_COLUMN: 150_000.0}).status_code == 200
+            assert running.state.store.read_captures(with_feedback=True)["feedback_token"].isna().all()
             assert http.get("/metrics").status_code == 200
 
             store.create([SCOPE_PREDICT])  # the first token switches authentication on, without a restart
@@ -233,3 +239,22 @@ def test_the_token_id_is_on_the_request_state_and_required_tokens_fail_closed(tm
                                                 ("::", False), ("10.0.0.5", False), ("example.org", False)])
 def test_loopback_hosts(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_a_capture_store_made_before_feedback_tokens_gets_the_column_and_keeps_its_labels(tmp_path):
+    url = f"sqlite:///{tmp_path / 'capture.db'}"
+    old = CaptureStore(url)
+    records = make_records(2)
+    old.insert_captures(records)
+    old.record_feedback([(records[0].request_id, 200_000.0)])
+    old.engine.dispose()
+    with create_engine(url).begin() as conn:  # the store as it was before this column existed
+        conn.exec_driver_sql("ALTER TABLE feedback DROP COLUMN feedback_token")
+
+    store = CaptureStore(url)
+    store.record_feedback([(records[1].request_id, 300_000.0)], token_id="0badc0de")
+
+    frame = store.read_captures(with_feedback=True).set_index("request_id")
+    assert frame.loc[records[0].request_id, "feedback_token"] is None
+    assert frame.loc[records[1].request_id, "feedback_token"] == "0badc0de"
+    assert list(frame[TARGET_COLUMN]) == [200_000.0, 300_000.0]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
-from sqlalchemy import Table, create_engine, event, func, select
+from sqlalchemy import Table, create_engine, event, func, inspect, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.schema import CreateSchema
@@ -162,6 +162,7 @@ class CaptureStore:
             if self.schema:
                 conn.execute(CreateSchema(self.schema, if_not_exists=True))
             metadata.create_all(conn)
+            _add_feedback_token_column(conn, self.schema)
 
     def _schema_lost(self) -> None:
         """After a connection error, check (and recreate) the tables before the next write."""
@@ -220,6 +221,7 @@ class CaptureStore:
         *,
         received_at: datetime | None = None,
         pending_wait_seconds: float = 2.0,
+        token_id: str | None = None,
     ) -> FeedbackReceipt:
         """Record true values for captured requests, all or nothing.
 
@@ -232,6 +234,7 @@ class CaptureStore:
         most ``pending_wait_seconds``; if they are still not written, the store is down:
         :class:`CaptureStoreUnavailable`). Captures queued in *another* process cannot be seen: they
         are reported unknown, so a client should treat "unknown" right after scoring as retryable.
+        ``token_id`` (the API token that sent them, never its secret) is stored in ``feedback_token``.
         """
         received_at = received_at or datetime.now(UTC)
         rows: list[tuple[str, float]] = []
@@ -257,7 +260,8 @@ class CaptureStore:
                     conn.execute(
                         feedback_table.insert(),
                         [
-                            {"request_id": request_id, TARGET_COLUMN: value, "received_at": received_at}
+                            {"request_id": request_id, TARGET_COLUMN: value, "received_at": received_at,
+                             "feedback_token": token_id}
                             for request_id, value in rows
                         ],
                     )
@@ -324,7 +328,7 @@ class CaptureStore:
 
         ``captured_at`` is ``datetime64[ns, UTC]``; feature columns have the schema's names, so the
         frame feeds drift computation directly. ``with_feedback`` adds ``median_house_value`` and
-        ``feedback_received_at`` (NaN / NaT where no feedback arrived).
+        ``feedback_received_at`` (NaN / NaT where no feedback arrived) and ``feedback_token``.
         """
         self.ensure_schema()
         if with_feedback:
@@ -332,6 +336,7 @@ class CaptureStore:
                 captures_table,
                 feedback_table.c[TARGET_COLUMN],
                 feedback_table.c.received_at.label("feedback_received_at"),
+                feedback_table.c.feedback_token,
             ).select_from(captures_table.outerjoin(feedback_table))
         else:
             stmt = select(captures_table)
@@ -351,6 +356,13 @@ class CaptureStore:
             else:
                 frame[column] = frame[column].astype(object)
         return frame
+
+
+def _add_feedback_token_column(conn, schema: str | None) -> None:
+    """A store created before feedback tokens were recorded gets the nullable column (its old rows: null)."""
+    if "feedback_token" not in {column["name"] for column in inspect(conn).get_columns("feedback", schema=schema)}:
+        prefix = f"{conn.dialect.identifier_preparer.quote_schema(schema)}." if schema else ""
+        conn.exec_driver_sql(f"ALTER TABLE {prefix}feedback ADD COLUMN feedback_token VARCHAR")
 
 
 def _sqlite_pragmas(busy_timeout_seconds: float):

@@ -71,6 +71,7 @@ feedback_table = Table(
     ),
     Column(TARGET_COLUMN, Float, nullable=False, comment="the true value, USD"),
     Column("received_at", UTCDateTime, nullable=False),
+    Column("feedback_token", String, nullable=True, comment="id of the API token that sent it; null: no auth"),
 )
 
 CAPTURE_COLUMNS = tuple(column.name for column in captures_table.columns)
