@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from housing_platform.adapters.mlflow_relocation import reroot_moved_registry
 from housing_platform.config.settings import PROJECT_ROOT
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
 from housing_platform.scoring.errors import ScoringError
@@ -116,6 +117,9 @@ class ModelRegistry:
 
         if must_exist:
             require_tracking_database(tracking_uri)
+        database = sqlite_database_path(tracking_uri)
+        if database is not None:  # a copied or moved state folder: its recorded artifact URIs follow it
+            reroot_moved_registry(database, artifact_root)
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root.rstrip("/")
         self.model_name = model_name

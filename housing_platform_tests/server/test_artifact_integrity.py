@@ -28,7 +28,7 @@ from housing_platform.adapters.mlflow_registry import (
 from housing_platform.cli.main import EXIT_NO_MODEL, main
 from housing_platform.core import model as keras_model
 from housing_platform.core.schema import FEATURE_COLUMNS
-from housing_platform.devtools.processes import wait_until
+from housing_platform.devtools.processes import NotReady, wait_until
 from housing_platform.devtools.tiny_models import RegisteredModels, records
 from housing_platform.scoring.integrity import FILES_SHA256_TAG, ArtifactIntegrityError, sha256_of
 from housing_platform.scoring.verification import load_fast_scorer
@@ -50,6 +50,11 @@ def stored_file(registry: ModelRegistry, version: str, suffix: str) -> Path:
     location = registry.client.get_logged_model(source.removeprefix("models:/")).artifact_location
     (found,) = Path(location.removeprefix("file://")).rglob(f"*{suffix}")
     return found
+
+
+def _loaded(manager: ModelManager) -> None:
+    if manager.current is None:
+        raise NotReady(f"no version loaded yet ({manager.last_error})")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +121,7 @@ def test_the_server_keeps_serving_the_old_version_and_shows_the_integrity_refusa
     try:
         with TestClient(create_app(config)) as client:
             state = client.app.state.server
-            wait_until(lambda: state.manager.current, what="version 1 served", timeout_seconds=60)
+            wait_until(lambda: _loaded(state.manager), what="version 1 served", timeout_seconds=60)
             registry.promote("2")
             assert not state.manager.check_now()
             assert state.manager.current.version == "1"

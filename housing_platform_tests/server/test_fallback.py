@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.core.schema import CATEGORICAL_COLUMN
-from housing_platform.devtools.processes import wait_until
+from housing_platform.devtools.processes import NotReady, wait_until
 from housing_platform.devtools.tiny_models import RegisteredModels, records
 from housing_platform.scoring.fallback import FALLBACK_VERSION, write_fallback_baseline
 from housing_platform.server.app import create_app
@@ -45,7 +45,11 @@ def _config(models: RegisteredModels, tmp_path, **overrides) -> ServingConfig:
 
 def _first_attempt_failed(client: TestClient) -> None:
     manager = client.app.state.server.manager
-    wait_until(lambda: manager.last_error, what="the first load attempt to fail", timeout_seconds=60)
+    def failed() -> None:
+        if manager.last_error is None:
+            raise NotReady("the first load attempt has not failed yet")
+
+    wait_until(failed, what="the first load attempt to fail", timeout_seconds=60)
 
 
 def test_no_loadable_version_answers_from_the_baseline_flagged_until_a_version_loads(
