@@ -1,115 +1,171 @@
-"""How much capture costs the request path, and how many rows per second the writer sustains.
+"""Can the capture writer keep up with scoring? Rows per second of each, side by side in one run.
 
-    .venv/bin/python benchmarks/capture.py [--rows 200000] [--postgres-url URL | --no-postgres]
+    .venv/bin/python benchmarks/capture.py [--rows 200000] [--request-rows 1000] [--batch-rows 1000]
+        [--postgres-url URL | --no-postgres] [--model-uri models:/housing_price_model@champion] [--quick]
 
-For each store (a SQLite file in WAL mode; PostgreSQL in a throwaway schema) and batch size:
+* **scoring**: what the server does per predict request of ``--request-rows`` rows, in one thread —
+  ``parse_json`` + ``parse_instances`` (the schema's rules) + ``FastScorer.score_arrays`` + ``orjson``
+  of the answer — on the registered version behind ``--model-uri`` (a throwaway tiny one is trained
+  if the state folder has none).
+* **writer, end to end**: rows/s from the first ``submit_deferred`` until ``flush()`` returns, the
+  records built in the writer thread exactly as the server's (training-range flags + ``from_columns``),
+  each request admitted first, so nothing may be dropped (checked, and counted in the store).
+* **writer, insert only**: ``CaptureStore.insert_captures`` of prebuilt records in batches of
+  ``--batch-rows`` (the SQLite ``executemany`` / PostgreSQL ``COPY`` bulk paths).
+* **submit µs/request**: what the caller (the server's event loop) pays per request.
 
-* ``submit µs/row``: wall time of ``CaptureWriter.submit`` per row, measured while the writer thread
-  is busy writing the same rows (so it includes contention for the GIL, as in a server), for
-  requests of 1 row and of 20 rows. ``p99 µs/call`` is the 99th percentile of single-row calls.
-* ``rows/s``: rows written per second from the first submit until ``flush()`` returns, with a queue
-  big enough that nothing is dropped.
-
-Figures are side by side in one run on one machine; compare ratios, not absolutes across machines.
+SQLite is a WAL file in a temporary folder; PostgreSQL a throwaway schema (dropped at the end).
+Figures are from one run on one (shared) machine: compare the columns, not absolutes across machines.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import os
+import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+import orjson
 
-from housing_platform.adapters.capture.store import CaptureStore
-from housing_platform.adapters.capture.writer import CaptureWriter
-from housing_platform.devtools.capture_samples import make_records
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from serving import benchmark_model, sample_rows  # noqa: E402  (benchmarks/serving.py)
+
+from housing_platform.adapters.capture.records import CaptureRecord  # noqa: E402
+from housing_platform.adapters.capture.store import CaptureStore  # noqa: E402
+from housing_platform.adapters.capture.writer import CaptureWriter  # noqa: E402
+from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS  # noqa: E402
+from housing_platform.server.requests import parse_instances, parse_json  # noqa: E402
+from housing_platform.server.state import new_request_ids  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+_BEDROOMS = NUMERIC_FEATURE_COLUMNS.index("total_bedrooms")
 
 
-def measure(store: CaptureStore, rows: int, batch_size: int) -> dict[str, float]:
-    records = make_records(rows)
-    writer = CaptureWriter(store, batch_size=batch_size, max_queue_rows=rows + 1)
-    per_call: list[float] = []
+def load_scorer(model_uri: str):
+    import mlflow
+
+    from housing_platform.scoring.verification import load_fast_scorer
+
+    model = benchmark_model(model_uri)
+    mlflow.set_tracking_uri(model.tracking_uri)
+    return load_fast_scorer(model.uri), model.note
+
+
+def scoring_rate(scorer, body: bytes, requests: int) -> float:
+    """Rows/s of the server's per-request work (parse, validate, score, serialise) in one thread."""
+    rows = 0
     started = time.perf_counter()
-    # First third one row per call (a single-row request), the rest 20 rows per call (a batch request).
-    single = rows // 3
-    for record in records[:single]:
+    for _ in range(requests):
+        instances = parse_instances(parse_json(body), 10_000)
+        predictions = scorer.score_arrays(instances.numeric, scorer.category_codes(instances.categories))
+        ids = new_request_ids(len(instances))
+        orjson.dumps({"predictions": predictions, "model_version": "1", "request_ids": ids},
+                     option=orjson.OPT_SERIALIZE_NUMPY)
+        rows += len(instances)
+    return rows / (time.perf_counter() - started)
+
+
+def request_builder(scorer, instances, predictions: list[float]):
+    """A function building one request's records as the server's writer thread does (flags, columns)."""
+    ids = new_request_ids(len(instances))
+
+    def build() -> list[CaptureRecord]:
+        flags = scorer.out_of_range({CATEGORICAL_COLUMN: instances.categories}, numeric=instances.numeric)
+        columns = instances.numeric.T.tolist()
+        columns[_BEDROOMS] = [None if v != v else v for v in columns[_BEDROOMS]]
+        return CaptureRecord.from_columns(ids, datetime.now(UTC), "1", [*columns, instances.categories],
+                                          predictions, 1.5, flags)
+
+    return ids, build
+
+
+def writer_rates(store: CaptureStore, scorer, instances, predictions, rows: int, batch_rows: int) -> dict:
+    per_request = len(instances)
+    requests = [request_builder(scorer, instances, predictions) for _ in range(rows // per_request)]
+    total = len(requests) * per_request
+    writer = CaptureWriter(store, batch_size=batch_rows, max_queue_rows=total + 1, buffer_max_rows=total + 1)
+    started = time.perf_counter()
+    submit_seconds = 0.0
+    for ids, build in requests:
         t0 = time.perf_counter()
-        writer.submit(record)
-        per_call.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for i in range(single, rows, 20):
-        writer.submit(records[i : i + 20])
-    batched_seconds = time.perf_counter() - t0
+        assert writer.admit(per_request)
+        writer.submit_deferred(ids, build, admitted=per_request)
+        submit_seconds += time.perf_counter() - t0
     if not writer.flush(timeout=600):
         raise RuntimeError(f"writer did not finish: {writer.stats()}")
-    elapsed = time.perf_counter() - started
+    end_to_end = total / (time.perf_counter() - started)
     stats = writer.stats()
     writer.close()
-    if stats.written != rows or stats.dropped:
-        raise RuntimeError(f"expected {rows} rows written and none dropped, got {stats}")
-    if store.count_captures() < rows:
-        raise RuntimeError("rows missing from the store")
-    per_call.sort()
-    return {
-        "submit_1": statistics.fmean(per_call) * 1e6,
-        "p50_1": per_call[len(per_call) // 2] * 1e6,
-        "p99_1": per_call[int(len(per_call) * 0.99)] * 1e6,
-        "p999_1": per_call[int(len(per_call) * 0.999)] * 1e6,
-        "submit_20": batched_seconds / (rows - single) * 1e6,
-        "rows_per_s": rows / elapsed,
-    }
+    if stats.written != total or stats.dropped or store.count_captures() != total:
+        raise RuntimeError(f"expected {total} rows written and none dropped, got {stats}")
+
+    records = [record for _, build in requests[: max(1, len(requests) // 2)] for record in build()]
+    for record_batch in (records[:batch_rows],):  # warm the statement cache
+        store.insert_captures([r._replace(request_id=uuid.uuid4().hex) for r in record_batch])
+    started = time.perf_counter()
+    for i in range(0, len(records), batch_rows):
+        store.insert_captures([r._replace(request_id=r.request_id + "b") for r in records[i : i + batch_rows]])
+    insert_only = len(records) / (time.perf_counter() - started)
+    return {"end_to_end": end_to_end, "insert_only": insert_only,
+            "submit_us": submit_seconds / len(requests) * 1e6, "rows": total}
 
 
-def sqlite_store(folder: Path) -> CaptureStore:
-    return CaptureStore(f"sqlite:///{folder / f'capture-{uuid.uuid4().hex[:6]}.db'}")
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--request-rows", type=int, default=1_000)
+    parser.add_argument("--batch-rows", type=int, default=1_000, help="rows per INSERT/COPY (capture_batch_rows)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--model-uri", default="models:/housing_price_model@champion")
+    parser.add_argument("--quick", action="store_true", help="20,000 rows")
     args = parser.parse_args()
+    rows = 20_000 if args.quick else args.rows
 
-    results: list[tuple[str, int, dict[str, float]]] = []
+    scorer, note = load_scorer(args.model_uri)
+    print(f"model: {note}")
+    body = json.dumps({"instances": sample_rows(args.request_rows)}).encode()
+    instances = parse_instances(parse_json(body), 10_000)
+    predictions = scorer.score_arrays(instances.numeric, scorer.category_codes(instances.categories)).tolist()
+    scoring = scoring_rate(scorer, body, max(1, rows // args.request_rows))
+
+    results: list[tuple[str, dict]] = []
     with tempfile.TemporaryDirectory(prefix="capture-bench-") as folder:
-        for batch_size in args.batch_sizes:
-            store = sqlite_store(Path(folder))
-            results.append(("sqlite (WAL)", batch_size, measure(store, args.rows, batch_size)))
-            store.dispose()
-
+        with CaptureStore(f"sqlite:///{Path(folder) / 'capture.db'}") as store:
+            results.append(("sqlite (WAL)", writer_rates(store, scorer, instances, predictions, rows, args.batch_rows)))
     if not args.no_postgres:
         schema = f"capture_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.postgres_url, connect_args={"connect_timeout": 3})
+        store = CaptureStore(args.postgres_url, schema=schema)
         try:
-            for batch_size in args.batch_sizes:
-                store = CaptureStore(args.postgres_url, schema=f"{schema}_{batch_size}")
-                results.append(("postgresql", batch_size, measure(store, args.rows, batch_size)))
-                store.dispose()
+            results.append(("postgresql (COPY)",
+                            writer_rates(store, scorer, instances, predictions, rows, args.batch_rows)))
         finally:
-            with admin.begin() as conn:
-                for batch_size in args.batch_sizes:
-                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}_{batch_size}" CASCADE'))
-            admin.dispose()
+            from sqlalchemy import text
 
-    columns = ("store", "batch", "µs/row 1-row", "p50 µs", "p99 µs", "p99.9 µs", "µs/row 20-row", "rows/s")
-    widths = (13, 6, 13, 8, 8, 9, 14, 9)
-    header = "".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(columns, widths)))
-    print(f"{args.rows} rows per run; submit timed while the writer thread is busy\n{header}\n{'-' * len(header)}")
-    for name, batch_size, r in results:
-        values = (r["submit_1"], r["p50_1"], r["p99_1"], r["p999_1"], r["submit_20"])
-        print(
-            f"{name:<13}{batch_size:>6}"
-            + "".join(f"{v:>{w}.1f}" for v, w in zip(values, widths[2:]))
-            + f"{r['rows_per_s']:>9,.0f}"
-        )
+            with store.engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            store.dispose()
+
+    print(f"\n{rows:,} rows in requests of {args.request_rows:,}; {args.batch_rows:,} rows per INSERT/COPY; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'':34s}{'rows/s':>12s}{'vs scoring':>12s}{'submit µs/request':>19s}")
+    print(f"{'scoring (parse+rules+score+json)':34s}{scoring:>12,.0f}{1.0:>11.2f}x")
+    for name, r in results:
+        print(f"{name + ', writer end to end':34s}{r['end_to_end']:>12,.0f}{r['end_to_end'] / scoring:>11.2f}x"
+              f"{r['submit_us']:>19.1f}")
+        print(f"{name + ', insert only':34s}{r['insert_only']:>12,.0f}{r['insert_only'] / scoring:>11.2f}x")
+    goal = all(r["end_to_end"] >= 100_000 for _, r in results)
+    keeps_up = all(r["end_to_end"] >= scoring for _, r in results)
+    print(f"goals: writer >= 100k rows/s: {'met' if goal else 'MISSED'}; writer >= scoring: "
+          f"{'met' if keeps_up else 'MISSED'}")
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

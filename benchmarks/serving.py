@@ -19,7 +19,17 @@ Measured, for each server:
   ``wrk``, 2 threads, 8 connections) when it is installed, otherwise with this script's asyncio
   load generator (8 keep-alive connections, in this process — not the servers'); the report says
   which. Non-2xx answers are counted and reported;
-* **1,000-row request latency**: p50 / p95 over ``--large-requests`` sequential requests.
+* **1,000-row request latency**: p50 / p95 over ``--large-requests`` sequential requests;
+* **sustained runs** (ours, capture on and off): single-row requests for ``--sustained-seconds``
+  (15) at concurrency 1 and 8 from ``load.py``'s asyncio generator, p50 / p90 / p99 side by side;
+* **overload runs** (``--overload``, or alone with ``--overload-only``): a fresh server each,
+  100-row requests from 1 client and 1,000-row requests from 2 clients for ``--overload-seconds``,
+  ended by SIGTERM and by ``kill -9`` while requests are in flight; answered (200) / refused (503) /
+  captured rows, from the store after the process is gone. Lost = answered rows not in the store:
+  0 with SIGTERM; with ``kill -9`` at most ``capture_queue_rows`` (the rows in memory).
+
+``--quick`` shortens everything (the overload smoke test runs ``--overload-only --quick``: one
+SIGTERM run of a few seconds, and prints its result as a JSON line).
 
 The two servers' predictions for the same 1,000 rows are compared first (same version → same
 numbers, to 1e-5). If the state folder has no version behind ``--model-uri``, a throwaway registry
@@ -52,6 +62,9 @@ sys.path.insert(0, str(ROOT))
 from housing_platform.config.settings import DEFAULT_DATA_PATH, HousingSettings  # noqa: E402
 from housing_platform.core.schema import FEATURE_COLUMNS  # noqa: E402
 from housing_platform.devtools.processes import free_port, http_ok, wait_until  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load  # noqa: E402  (benchmarks/load.py)
 
 # -- which model ---------------------------------------------------------------------------------
 
@@ -284,6 +297,91 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
+def serve_ours(model: BenchmarkModel, workdir: Path, capture_url: str, log, sample_percent: int = 100
+               ) -> tuple[int, subprocess.Popen]:
+    """One `housing-platform serve` process of ours on a free port, ready."""
+    env = dict(os.environ) | model.env() | {"HOUSING_HOME": str(workdir / "state"), "HOUSING_CAPTURE_URL": capture_url,
+                                            "TF_CPP_MIN_LOG_LEVEL": "2"}
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "housing_platform.cli.main", "serve", "--model-uri", model.uri, "--port", str(port),
+         "--poll-interval-seconds", "0", "--capture-sample-percent", str(sample_percent), "--log-level", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    try:
+        wait_until(http_ok(f"http://127.0.0.1:{port}/ready"), what="our server", timeout_seconds=300.0, process=process)
+    except BaseException:
+        stop([process])
+        raise
+    return port, process
+
+
+def overload_runs(model: BenchmarkModel, workdir: Path, scenarios, seconds: float) -> list[dict]:
+    """Each scenario on a fresh server and capture store: answered / refused / captured / lost rows."""
+    from housing_platform.adapters.capture.store import CaptureStore
+    from housing_platform.server.server_config import serving_default
+
+    results = []
+    for rows, clients, sig in scenarios:
+        run_dir = workdir / f"overload-{rows}x{clients}-{sig.name}"
+        run_dir.mkdir(parents=True)
+        capture_url = f"sqlite:///{run_dir / 'capture.db'}"
+        with (run_dir / "server.log").open("w") as log:
+            port, process = serve_ours(model, run_dir, capture_url, log)
+            try:
+                outcome = load.overload(process, "127.0.0.1", port, json.dumps({"instances": sample_rows(rows)}).encode(),
+                                        clients, seconds, sig)
+            finally:
+                stop([process])
+        with CaptureStore(capture_url) as store:
+            stored = set(store.read_captures()["request_id"])
+        answered = set(outcome.request_ids)
+        results.append({
+            "scenario": f"{rows:,}-row x {clients} client{'s' if clients > 1 else ''}, {sig.name}",
+            "signal": sig.name, "answered": len(answered), "captured": len(answered & stored),
+            "lost": len(answered - stored), "refused_requests": outcome.statuses.get(503, 0),
+            "refused_rows": outcome.statuses.get(503, 0) * rows, "server_errors": outcome.server_errors,
+            "stored_not_seen": len(stored - answered), "exit_code": process.returncode,
+            "rows_per_s": len(answered) / outcome.seconds, "seconds": outcome.seconds,
+            "window_rows": serving_default("capture_queue_rows"),
+        })
+    return results
+
+
+def print_overload(results: list[dict]) -> None:
+    print(f"\n{'overload run':36s}{'answered':>10s}{'captured':>10s}{'lost':>7s}{'refused (503)':>15s}"
+          f"{'rows/s':>9s}{'exit':>6s}")
+    for r in results:
+        print(f"{r['scenario']:36s}{r['answered']:>10,}{r['captured']:>10,}{r['lost']:>7,}"
+              f"{r['refused_requests']:>7,} req{r['refused_rows']:>5,}{r['rows_per_s']:>9,.0f}{r['exit_code']:>6}")
+    ok = all(r["lost"] == 0 for r in results if r["signal"] == "SIGTERM") and all(
+        r["lost"] <= r["window_rows"] for r in results)
+    print(f"lost with SIGTERM must be 0, with kill -9 at most capture_queue_rows "
+          f"({results[0]['window_rows']:,} rows): {'met' if ok else 'MISSED'}")
+
+
+def sustained_table(servers: dict, seconds: float, one: list[dict]) -> None:
+    """Single-row requests at concurrency 1 and 8, capture on and off side by side."""
+    host, table = "127.0.0.1", {}
+    for name in ("ours", "ours, capture off"):
+        if name in servers:
+            for connections in (1, 8):
+                print(f"{name}: sustained, concurrency {connections}, {seconds:g} s ...", flush=True)
+                table[name, connections] = load.sustained(host, servers[name]["port"], "/v1/predict",
+                                                          body_for(servers[name], one), seconds, connections)
+    print(f"\n{'sustained single-row, ' + format(seconds, 'g') + ' s':34s}{'p50 ms':>9s}{'p90 ms':>9s}{'p99 ms':>9s}"
+          f"{'req/s':>9s}{'non-2xx':>9s}")
+    for (name, connections), r in table.items():
+        non_2xx = r.requests - len(r.latencies)
+        print(f"{name + ', c=' + str(connections):34s}{r.percentile_ms(50):>9.3f}{r.percentile_ms(90):>9.3f}"
+              f"{r.percentile_ms(99):>9.3f}{r.rps:>9,.0f}{non_2xx:>9,}")
+    for connections in (1, 8):
+        if ("ours, capture off", connections) in table:
+            on, off = table["ours", connections], table["ours, capture off", connections]
+            ratio = on.percentile_ms(99) / off.percentile_ms(99)
+            print(f"c={connections}: p99 capture on / off = {ratio:.2f}x (goal <= 2x: {'met' if ratio <= 2 else 'MISSED'})")
+
+
 def body_for(server: dict, rows: list[dict]) -> bytes:
     return json.dumps({server["key"]: rows}).encode()
 
@@ -295,13 +393,31 @@ def main() -> int:
     parser.add_argument("--mlflow-requests", type=int, default=1_000, help="single-row requests timed for MLflow's")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each concurrency-8 run")
     parser.add_argument("--large-requests", type=int, default=50, help="1,000-row requests timed per server")
+    parser.add_argument("--sustained-seconds", type=float, default=15.0, help="each sustained run (c=1, c=8)")
+    parser.add_argument("--overload", action="store_true", help="also the overload runs (a fresh server each)")
+    parser.add_argument("--overload-only", action="store_true", help="only the overload runs")
+    parser.add_argument("--overload-seconds", type=float, default=10.0, help="traffic before each signal")
+    parser.add_argument("--quick", action="store_true", help="short runs (the smoke test's mode)")
     parser.add_argument("--no-capture-off", action="store_true",
                         help="skip the third server (ours with capture off, which shows what capture costs)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.mlflow_requests, args.seconds, args.large_requests = 300, 100, 2, 10
+        args.sustained_seconds, args.overload_seconds = 3.0, 3.0
 
     model = benchmark_model(args.model_uri)
     print(f"model: {model.note}")
     workdir = Path(tempfile.mkdtemp(prefix="serving_benchmark_"))
+    if args.overload or args.overload_only:
+        import signal
+
+        scenarios = [(100, 1, signal.SIGTERM)] if args.quick and args.overload_only else [
+            (rows, clients, sig) for rows, clients in ((100, 1), (1_000, 2)) for sig in (signal.SIGTERM, signal.SIGKILL)]
+        overload = overload_runs(model, workdir, scenarios, args.overload_seconds)
+        print_overload(overload)
+        print("OVERLOAD_JSON " + json.dumps(overload))
+        if args.overload_only:
+            return 0
     servers, processes = start_servers(model, workdir, capture_off_too=not args.no_capture_off)
     host = "127.0.0.1"
     try:
@@ -335,6 +451,7 @@ def main() -> int:
                 "tool": load["tool"],
                 "large_p50": percentile_ms(large, 50), "large_p95": percentile_ms(large, 95),
             }
+        sustained_table(servers, args.sustained_seconds, one)
     finally:
         stop(processes)
 
