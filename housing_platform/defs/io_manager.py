@@ -5,7 +5,9 @@ arbitrary code execution, so this platform stores DataFrames as Parquet and dict
 under ``<base>/<asset key path>.<parquet|json>`` (``<base>/<asset>/<partition>.<suffix>`` when
 partitioned). ``<base>`` is ``<state>/storage`` in the embedded profile and ``s3://<bucket>/<prefix>``
 in the production one. Model files (skops, ``.keras``) are written by the assets themselves and
-referenced from their JSON values.
+referenced from their JSON values; locally, a path into the state folder (``<base>``'s parent) is stored
+as ``$HOUSING_HOME/...`` and read back under wherever the state folder is now, so the folder can be
+copied or moved.
 
 One :class:`dg.UPathIOManager` serves both: UPath does the path arithmetic (keys, partitions, loading
 several partitions at once) and the bytes go through the local filesystem or, for ``s3://``, through the
@@ -32,6 +34,7 @@ from upath import UPath
 PARQUET, JSON = ".parquet", ".json"
 CONTENT_TYPES = {PARQUET: "application/vnd.apache.parquet", JSON: "application/json"}
 MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NotFound"}
+STATE_FOLDER_TOKEN = "$HOUSING_HOME"  # stands for the state folder in stored JSON values (local storage)
 
 
 class ParquetJsonIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
@@ -90,7 +93,7 @@ class ParquetJsonIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
             body = buffer.getvalue()
         else:
             suffix, stale = JSON, PARQUET
-            body = encode_json_value(context, obj).encode("utf-8")
+            body = encode_json_value(context, self._portable(obj, to_token=True)).encode("utf-8")
         stored = with_suffix(path, suffix)
         self.make_directory(stored.parent)
         context.log.debug(self.get_writing_output_log_message(stored))
@@ -112,11 +115,30 @@ class ParquetJsonIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
             return pd.read_parquet(io.BytesIO(body))
         body = self.read_bytes(as_json)
         if body is not None:
-            return json.loads(body)
+            return self._portable(json.loads(body), to_token=False)
         raise FileNotFoundError(
             f"No stored value for {context.asset_key.to_user_string()} at {self.uri(parquet)} or "
             f"{self.uri(as_json)}: materialize it first"
         )
+
+    def _portable(self, value: Any, *, to_token: bool) -> Any:
+        """``value`` with paths into the state folder as ``$HOUSING_HOME/...`` (``to_token``) or back.
+
+        Local storage only: ``<base_dir>``'s parent is the state folder (``HOUSING_HOME/storage``).
+        """
+        if self._bucket:
+            return value
+        home = str(Path(self.base_dir).resolve().parent) + "/"
+        old, new = (home, STATE_FOLDER_TOKEN + "/") if to_token else (STATE_FOLDER_TOKEN + "/", home)
+        if isinstance(value, Path):
+            value = str(value)
+        if isinstance(value, str):
+            return new + value[len(old):] if value.startswith(old) else value
+        if isinstance(value, dict):
+            return {key: self._portable(item, to_token=to_token) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._portable(item, to_token=to_token) for item in value]
+        return value
 
     # -- the two backends --------------------------------------------------------------------------
 

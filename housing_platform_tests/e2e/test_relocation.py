@@ -98,3 +98,25 @@ def test_a_registry_whose_artifacts_live_elsewhere_is_never_rewritten(models: Re
     changed = reroot_moved_registry(database, (tmp_path / "mlflow" / "artifacts").as_uri())
     assert changed["model_versions.storage_location"] == len(models.versions)
     assert (tmp_path / "mlflow" / "artifacts").as_uri() + "/" in _recorded_uris(database)
+
+
+def test_stored_asset_values_hold_no_path_into_the_state_folder_and_follow_it(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from housing_platform.defs.io_manager import STATE_FOLDER_TOKEN, ParquetJsonIOManager
+
+    original, moved = tmp_path / "original", tmp_path / "moved"
+    model = original / "artifacts" / "trained_model" / "network.keras"
+    value = {"path": str(model), "files": [str(model), "/elsewhere/kept.txt"], "epochs": 3}
+    key = dg.AssetKey("trained_model")
+    ParquetJsonIOManager(base_dir=str(original / "storage")).handle_output(
+        dg.build_output_context(asset_key=key), value
+    )
+    stored = (original / "storage" / "trained_model.json").read_text()
+    assert str(original) not in stored and f"{STATE_FOLDER_TOKEN}/artifacts/trained_model/network.keras" in stored
+
+    shutil.copytree(original, moved)
+    shutil.rmtree(original)
+    loaded = ParquetJsonIOManager(base_dir=str(moved / "storage")).load_input(dg.build_input_context(asset_key=key))
+    moved_model = str(moved / "artifacts" / "trained_model" / "network.keras")
+    assert loaded == {"path": moved_model, "files": [moved_model, "/elsewhere/kept.txt"], "epochs": 3}
