@@ -38,6 +38,7 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     "labelled_traffic": (
         "defs.labels.assets",
         "core.label_consistency",
+        "core.live_quality",
         "core.validation",
         "core.splits",
         "adapters.capture.label_reviews",

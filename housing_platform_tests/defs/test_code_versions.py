@@ -20,6 +20,7 @@ from housing_platform.defs import code_versions
 from housing_platform.defs.code_versions import ASSET_SOURCES, PACKAGE_ROOT, asset_code_version, code_version
 from housing_platform.defs.definitions import build_definitions
 from housing_platform.defs.ingestion.config import ValidationGateConfig
+from housing_platform.defs.labels.config import LabelGateConfig
 from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
 from housing_platform.defs.registry.assets import RegistrationConfig
 from housing_platform.defs.serving.assets import BatchScoringConfig
@@ -28,6 +29,7 @@ from housing_platform.devtools.processes import NotReady, free_port, stop, wait_
 
 RUN_CONFIG = {
     "validated_housing_data": ValidationGateConfig,
+    "labelled_traffic": LabelGateConfig,
     "trained_model": TrainingRunConfig,
     "evaluation_report": EvaluationConfig,
     "registered_model_version": RegistrationConfig,
@@ -246,4 +248,3 @@ def test_the_copy_of_the_code_gives_the_same_versions(tmp_path: Path) -> None:
     root = tmp_path / "housing_platform"
     shutil.copytree(PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     assert versions(root=root) == versions()
-
