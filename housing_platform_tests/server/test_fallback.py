@@ -106,3 +106,14 @@ def test_without_the_fallback_no_loadable_version_is_503(models, baseline, tmp_p
             assert overrides["fallback_baseline_path"] in ready.json()["fallback_unavailable"]
         assert client.post("/v1/predict", json={"instances": records(models.test.head(2))}).status_code == 503
         assert "housing_fallback_active 0.0" in client.get("/metrics").text
+
+
+def test_monitoring_leaves_the_fallback_answers_out() -> None:
+    import pandas as pd
+
+    from housing_platform.defs.monitoring.assets import _serving_version, model_answers
+
+    captured = pd.DataFrame({"model_version": [FALLBACK_VERSION] * 5 + ["3"] * 2, "prediction": range(7)})
+    kept = model_answers(captured)
+    assert list(kept["model_version"]) == ["3", "3"] and _serving_version(kept) == "3"
+    assert model_answers(captured.head(0)).empty

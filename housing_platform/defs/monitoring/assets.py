@@ -18,6 +18,7 @@ from housing_platform.defs.monitoring.checks import DRIFT_CHECK, QUALITY_CHECK, 
 from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
 from housing_platform.defs.monitoring.partitions import daily_partitions, day_window
 from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
+from housing_platform.scoring.fallback import FALLBACK_VERSION
 
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
@@ -72,6 +73,12 @@ def inference_log(context: dg.AssetExecutionContext, capture_store: CaptureStore
     )
 
 
+def model_answers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The captured rows a model version answered: the server's fallback answers (model version
+    ``fallback``, the heuristic baseline while no version could be loaded) are not a model's to judge."""
+    return frame[frame["model_version"].astype(str) != FALLBACK_VERSION] if len(frame) else frame
+
+
 def _serving_version(frame: pd.DataFrame) -> str | None:
     if frame.empty:
         return None
@@ -108,6 +115,7 @@ def drift_report(
     `defs.load_asset_value("drift_report", partition_key="2026-11-22")`.
     """
     date = context.partition_key
+    inference_log = model_answers(inference_log)
     version = _serving_version(inference_log)
     drift_config = config.to_drift_config()
     registry = mlflow_tracking.registry()
@@ -199,6 +207,7 @@ def live_model_performance(
     inflating while the features stay put.
     """
     registry = mlflow_tracking.registry()
+    inference_log = model_answers(inference_log)
     versions = sorted(inference_log["model_version"].astype(str).unique()) if len(inference_log) else []
     evaluation_rmse = {}
     for version in versions:
