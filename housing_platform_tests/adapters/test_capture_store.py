@@ -170,6 +170,8 @@ def test_postgres_round_trip_of_captures_and_feedback(postgres_url, postgres_sch
     writers.append(writer)
     records = make_records(1000)
     records[5] = records[5]._replace(total_bedrooms=None)
+    records[-1] = records[-1]._replace(out_of_range="median_income,longitude", ocean_proximity="<1H OCEAN",
+                                       model_version="12", prediction=123456.789012345)
     writer.submit(records)
     receipt = store.record_feedback([(records[-1].request_id, 2e5)])  # its capture may still be queued
     assert writer.close(timeout=10)
@@ -182,6 +184,15 @@ def test_postgres_round_trip_of_captures_and_feedback(postgres_url, postgres_sch
     frame = store.read_captures(records[0].captured_at, records[500].captured_at, with_feedback=True)
     assert len(frame) == 500 and frame["total_bedrooms"].isna().sum() == 1
     assert frame["captured_at"].iloc[0] == records[0].captured_at
+    # The binary COPY writes every column exactly (float8 bit for bit, text, UTC microseconds).
+    everything = store.read_captures().set_index("request_id")
+    for record in (records[0], records[5], records[-1]):
+        row = everything.loc[record.request_id]
+        for name, value in record._asdict().items():
+            if name == "request_id":
+                continue
+            stored = row[name]
+            assert (stored != stored and value is None) or stored == value, (name, stored, value)
     with store.engine.connect() as conn:
         assert conn.execute(text("select current_schema()")).scalar() != postgres_schema  # no search_path tricks
         tables = conn.execute(

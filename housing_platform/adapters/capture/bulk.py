@@ -1,6 +1,7 @@
 """The capture writer's bulk paths, past SQLAlchemy's per-row work: SQLite gets one prepared INSERT run
 by ``executemany`` over plain tuples (the statement is compiled once by sqlite3's statement cache),
-PostgreSQL one ``COPY ... FROM STDIN`` of tab-separated text per batch (psycopg2's ``copy_expert``).
+PostgreSQL one ``COPY ... FROM STDIN (FORMAT binary)`` per batch (psycopg2's ``copy_expert``), each row
+packed by one ``struct.pack`` call (formatting floats as text cost more than the database's work).
 Both write exactly what the SQLAlchemy table definition would (:mod:`.tables`): timestamps in UTC, in
 SQLite as the text SQLAlchemy's ``DATETIME`` stores, so readers see no difference.
 
@@ -10,18 +11,19 @@ wrote about 10–15k rows/s on a 2-core machine.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from io import StringIO
+from io import BytesIO
+
+from sqlalchemy import Float, String
 
 from housing_platform.adapters.capture.records import CaptureRecord
-from housing_platform.adapters.capture.tables import CAPTURE_COLUMNS
+from housing_platform.adapters.capture.tables import CAPTURE_COLUMNS, UTCDateTime, captures_table
 
 _CAPTURED_AT = CAPTURE_COLUMNS.index("captured_at")
 _COLUMN_LIST = ", ".join(CAPTURE_COLUMNS)
 SQLITE_INSERT = f"INSERT INTO captures ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(CAPTURE_COLUMNS))})"
-# COPY's text format: backslash, tab, newline and carriage return are escaped; NULL is \N.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _utc(value: datetime) -> datetime:
@@ -54,33 +56,87 @@ def sqlite_rows(records: Sequence[CaptureRecord]) -> list[tuple]:
     return rows
 
 
-def _copy_field(value) -> str:
-    if value is None:
-        return "\\N"
-    if type(value) is float:
-        return repr(value)
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    return str(value).translate(_COPY_ESCAPES)
-
-
-def copy_text(records: Sequence[CaptureRecord]) -> StringIO:
-    """The records as the text of ``COPY captures (<columns>) FROM STDIN`` (one line per row)."""
-    stamps: dict[datetime, str] = {}
-    lines = []
-    append = lines.append
-    field = _copy_field
-    i = _CAPTURED_AT
-    for values in records:
-        when = values[i]
-        stamp = stamps.get(when)
-        if stamp is None:
-            stamp = stamps[when] = _utc(when).isoformat(sep=" ")
-        append("\t".join([*map(field, values[:i]), stamp, *map(field, values[i + 1 :])]))
-    lines.append("")
-    return StringIO("\n".join(lines))
-
-
 def copy_statement(schema: str | None) -> str:
     table = f'"{schema}".captures' if schema else "captures"
     return f"COPY {table} ({_COLUMN_LIST}) FROM STDIN"
+
+
+# Binary COPY: signature, flags, header extension; each row: field count, then (length, bytes) per
+# field (-1 for NULL); float8 big-endian; timestamptz as int64 microseconds since 2000-01-01 UTC.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_BINARY_TRAILER = struct.pack(">h", -1)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _kind(column) -> str:
+    if isinstance(column.type, UTCDateTime):
+        return "t"
+    if isinstance(column.type, Float):
+        return "f"
+    if isinstance(column.type, String):
+        return "s"
+    raise TypeError(f"no binary COPY encoding for column {column.name} of type {column.type}")
+
+
+_KINDS = tuple(_kind(captures_table.c[name]) for name in CAPTURE_COLUMNS)
+
+
+def _row_format(values: tuple, encoded: list) -> str:
+    parts = [">h"]
+    for kind, value, raw in zip(_KINDS, values, encoded):
+        if value is None:
+            parts.append("i")
+        elif kind == "f":
+            parts.append("id")
+        elif kind == "t":
+            parts.append("iq")
+        else:
+            parts.append(f"i{len(raw)}s")
+    return "".join(parts)
+
+
+def copy_binary(records: Sequence[CaptureRecord]) -> BytesIO:
+    """The records as the data of ``COPY captures (<columns>) FROM STDIN (FORMAT binary)``."""
+    formats: dict[tuple, struct.Struct] = {}
+    stamps: dict[datetime, int] = {}
+    out = [_BINARY_HEADER]
+    append = out.append
+    count = len(CAPTURE_COLUMNS)
+    kinds = _KINDS
+    for values in records:
+        args: list = [count]
+        encoded: list = []
+        key: list = []
+        for kind, value in zip(kinds, values):
+            if value is None:
+                args.append(-1)
+                encoded.append(None)
+                key.append(-1)
+            elif kind == "f":
+                args += (8, value)
+                encoded.append(None)
+                key.append(0)
+            elif kind == "t":
+                micros = stamps.get(value)
+                if micros is None:
+                    delta = _utc(value) - _PG_EPOCH
+                    micros = stamps[value] = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+                args += (8, micros)
+                encoded.append(None)
+                key.append(0)
+            else:
+                raw = value.encode()
+                args += (len(raw), raw)
+                encoded.append(raw)
+                key.append(len(raw))
+        key = tuple(key)
+        packer = formats.get(key)
+        if packer is None:
+            packer = formats[key] = struct.Struct(_row_format(values, encoded))
+        append(packer.pack(*args))
+    append(_BINARY_TRAILER)
+    return BytesIO(b"".join(out))
+
+
+def copy_binary_statement(schema: str | None) -> str:
+    return copy_statement(schema) + " (FORMAT binary)"

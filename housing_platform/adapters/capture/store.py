@@ -23,7 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.schema import CreateSchema
 
-from housing_platform.adapters.capture.bulk import SQLITE_INSERT, copy_statement, copy_text, sqlite_rows
+from housing_platform.adapters.capture.bulk import SQLITE_INSERT, copy_binary, copy_binary_statement, sqlite_rows
 from housing_platform.adapters.capture.errors import (
     CaptureStoreUnavailable,
     DuplicateFeedback,
@@ -199,10 +199,10 @@ class CaptureStore:
         """``COPY`` the rows through the connection's psycopg2 cursor, errors wrapped as SQLAlchemy's."""
         fairy = conn.connection
         dbapi = self.engine.dialect.loaded_dbapi
-        statement = copy_statement(self.schema)
+        statement = copy_binary_statement(self.schema)
         cursor = fairy.dbapi_connection.cursor()
         try:
-            cursor.copy_expert(statement, copy_text(records))
+            cursor.copy_expert(statement, copy_binary(records))
         except dbapi.Error as error:
             disconnected = self.engine.dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
             if disconnected:
