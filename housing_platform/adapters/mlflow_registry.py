@@ -43,6 +43,11 @@ REFERENCE_ARTIFACT = "reference/reference.parquet"
 PROMOTED_AT_TAG = "promoted_at"  # ISO-8601 UTC time the version last became champion (set by promote)
 FAST_PATH_VERIFIED_TAG = "fast_path_verified"  # "true" / "false": the fast path scores like the pyfunc
 FAST_PATH_REASON_TAG = "fast_path_reason"  # why, in one line (the worst row, its deviation and bound)
+# A version that passed the gate on shifted labels waits for a person under this alias (cli/versions.py decides).
+PENDING_APPROVAL_ALIAS = "pending_approval"
+APPROVAL_STATUS_TAG = "approval_status"  # pending | approved | rejected | superseded
+PENDING_REASON_TAG = "pending_reason"  # why the version was held (the label shift, with its numbers)
+TRAINING_LABEL_STATS_TAG = "training_label_stats"  # JSON: rows and median label per ocean_proximity (core/label_shift.py)
 MAX_TAG_VALUE_CHARS = 5_000  # MLflow's limit on a model version tag's value
 # Distributions the pyfunc model needs at load time, pinned to what is installed.
 MODEL_REQUIREMENTS = ("mlflow", "tensorflow", "keras", "scikit-learn", "skops", "pandas", "numpy", "pyarrow")
@@ -272,6 +277,21 @@ class ModelRegistry:
             self.client.set_model_version_tag(self.model_name, str(version), PROMOTED_AT_TAG, stamp)
         self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, str(version))
         return old
+
+    def hold_for_approval(self, version: str, reason: str) -> RegisteredVersion | None:
+        """Point ``pending_approval`` at ``version`` (tagged pending, with ``reason``); ``champion`` does not move.
+
+        Returns the version that held the alias before (tagged ``superseded``), if another did.
+        """
+        old = self.version_by_alias(PENDING_APPROVAL_ALIAS)
+        if old is not None and old.version != str(version):
+            self.set_tags(old.version, {APPROVAL_STATUS_TAG: "superseded", "superseded_by": str(version)})
+        self.set_tags(version, {APPROVAL_STATUS_TAG: "pending", PENDING_REASON_TAG: reason})
+        self.client.set_registered_model_alias(self.model_name, PENDING_APPROVAL_ALIAS, str(version))
+        return old if old is not None and old.version != str(version) else None
+
+    def remove_alias(self, alias: str) -> None:
+        self.client.delete_registered_model_alias(self.model_name, alias)
 
     def promoted_at(self, version: RegisteredVersion) -> datetime | None:
         """When ``version`` last became champion through :meth:`promote` (None if never, or moved by hand)."""

@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--capture-sample-percent", type=float, default=serving["capture_sample_percent"],
                        help=f"share of scored rows captured (default: {serving['capture_sample_percent']:g})")
     serve.add_argument("--capture-queue-rows", type=int, default=serving["capture_queue_rows"],
-                       help=f"capture rows queued in memory before dropping (default: {serving['capture_queue_rows']})")
+                       help=f"bound on capture rows in memory; past it predict answers 503 + Retry-After, never drops "
+                            f"(default: {serving['capture_queue_rows']})")
     for name, unit in (("header_read_timeout_seconds", "s"), ("body_read_timeout_seconds", "s"),
                        ("keep_alive_timeout_seconds", "s"), ("max_connections", "")):
         field = ServingConfig.model_fields[name]
@@ -357,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="materialize the whole asset graph into the state folder and report")
     demo.set_defaults(handler=command_demo)
+
+    from housing_platform.cli import versions
+
+    versions.add_parser(commands)  # approve | reject a version held in pending_approval
     return parser
 
 

@@ -47,10 +47,14 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     "housing_splits": ("defs.training.assets", "core.splits"),
     "fitted_transformer": ("defs.training.assets", "core.features"),
     "trained_model": ("defs.training.assets", "core.model", "core.features"),
+    "golden_holdout": ("defs.training.golden", "core.golden_holdout"),
     "evaluation_report": (
         "defs.training.assets",
+        "defs.training.golden",
         "core.evaluation",
         "core.model_gate",
+        "core.label_shift",
+        "core.golden_holdout",
         "core.model",
         "core.features",
         "adapters.mlflow_registry",
@@ -59,6 +63,7 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     "registered_model_version": (
         "defs.registry.assets",
         "defs.registry.checks",
+        "core.label_shift",
         "scoring.verification",
         "scoring.batch",
         "core.splits",

@@ -35,11 +35,12 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     from housing_platform.defs.serving import checks as serving_checks
     from housing_platform.defs.training import assets as training
     from housing_platform.defs.training import checks as training_checks
+    from housing_platform.defs.training import golden
 
     # One resource set per environment (embedded or production), chosen by HOUSING_PROFILE.
     resources = resources_for_profile(settings)
 
-    asset_modules = [ingestion, labels, training, registry, serving, monitoring]
+    asset_modules = [ingestion, labels, training, golden, registry, serving, monitoring]
     return dg.Definitions(
         # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
         assets=[*dg.load_assets_from_modules(asset_modules), serving.live_endpoint_captures],

@@ -8,9 +8,10 @@ MONITORING_JOB = "monitoring_job"
 # training_data → housing_splits → fitted_transformer → trained_model → evaluation_report (gate)
 # → registered_model_version. The gate's blocking checks still decide whether the champion moves.
 # labelled_traffic (the label gate) runs first, so a retraining learns only from labels judged now.
+# The pinned golden holdout is re-verified by every retraining (it reads its pin, never the new data).
 retraining_selection = (
     dg.AssetSelection.assets("training_data").downstream() & dg.AssetSelection.groups("training", "registry")
-) | dg.AssetSelection.assets("labelled_traffic")
+) | dg.AssetSelection.assets("labelled_traffic", "golden_holdout")
 retraining_job = dg.define_asset_job(
     RETRAINING_JOB,
     selection=retraining_selection,

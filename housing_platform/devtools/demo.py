@@ -97,6 +97,11 @@ def _retrain_and_swap(defs, instance, registry, server, story: list[str]) -> tup
                        f"v{before.version} stays champion")
     _print_comparison(defs, instance)
     after = registry.champion()
+    held = _held_version(retraining)
+    if held is not None:  # passed the gate on shifted labels: by design, only a person closes this loop
+        story.append(f"sensor → retraining → gate passed → v{held} waits in 'pending_approval': {_pending_reason(registry, held)}")
+        return False, (f"v{held} passed the gate but its training labels shifted, so it waits for a person "
+                       f"(`housing-platform approve {held}` or `reject {held}`); v{before.version} stays champion")
     if after.version == before.version:
         refused = [e.check_name for e in retraining.get_asset_check_evaluations() if not e.passed]
         story.append(f"sensor → retraining → the gate kept v{before.version} as champion")
@@ -112,6 +117,21 @@ def _retrain_and_swap(defs, instance, registry, server, story: list[str]) -> tup
         return False, (f"v{after.version} is champion, but the server still serves {serving} "
                        f"{SWAP_TIMEOUT_SECONDS} s later: {_server_state(server)}")
     return True, f"the server serves v{after.version}, the new champion (v{before.version} before the drift)"
+
+
+def _held_version(result) -> str | None:
+    """The version a run registered but held for approval (label shift), if it did."""
+    for materialization in result.asset_materializations_for_node("registered_model_version"):
+        pending = materialization.metadata.get("pending_approval")
+        if pending is not None and pending.value:
+            return str(materialization.metadata["version"].value)
+    return None
+
+
+def _pending_reason(registry, version: str) -> str:
+    from housing_platform.adapters.mlflow_registry import PENDING_REASON_TAG
+
+    return registry.get_version(version).tags.get(PENDING_REASON_TAG, "no reason recorded")
 
 
 def run_demo() -> int:
@@ -197,6 +217,12 @@ def run_demo() -> int:
         print("  Dagster UI          `make dev` → http://127.0.0.1:3000 (lineage, checks, runs)")
         print("  MLflow UI           `make mlflow-ui` → http://127.0.0.1:5000 (runs, registry, drift reports)")
         print("  model server        `make serve` → http://127.0.0.1:8080/docs")
+        from housing_platform.adapters.mlflow_registry import PENDING_APPROVAL_ALIAS
+
+        pending = registry.version_by_alias(PENDING_APPROVAL_ALIAS)
+        if pending is not None:
+            print(f"  pending approval    v{pending.version}: `housing-platform approve {pending.version}` or "
+                  f"`housing-platform reject {pending.version}` ({_pending_reason(registry, pending.version)})")
     if not closed:
         print(f"\nthe loop did NOT close: {verdict}")
         return EXIT_LOOP_OPEN

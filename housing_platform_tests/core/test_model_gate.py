@@ -8,6 +8,8 @@ import pytest
 
 from housing_platform.core.model_gate import (
     CHAMPION_CHECK,
+    GATE_CHECKS,
+    GOLDEN_CHECK,
     LINEAR_BASELINE_CHECK,
     RMSE_CHECK,
     SLICE_CHECK,
@@ -25,6 +27,7 @@ REPORT = {
         {"slice_by": "ocean_proximity", "slice": "ISLAND", "count": 1, "rmse": 200_000.0},
     ],
     "test_rows": 4_100,
+    "golden_holdout": {"rows": 4_000, "content_sha256": "pinned", "metrics": {"rmse": 44_000.0}, "champion_metrics": None},
     "candidate_model_sha256": "candidate",
     "gate_thresholds": GateThresholds().model_dump(),
 }
@@ -79,3 +82,56 @@ def test_weak_large_slice_fails_but_tiny_slices_are_not_gated() -> None:
 def test_thresholds_are_read_from_the_report_when_not_given() -> None:
     strict = report(gate_thresholds={**REPORT["gate_thresholds"], "max_rmse_dollars": 40_000.0})
     assert not evaluate_model_gate(strict)[RMSE_CHECK].passed
+
+
+# -- the golden holdout: a yardstick the new data cannot move -------------------------------------------
+
+MARGIN = GateThresholds().max_golden_regression_vs_champion
+CHAMPION = {"version": "3", "model_sha256": "older", "metrics": {"rmse": 48_000.0}}  # equal on the test split
+
+
+def golden(candidate_rmse: float, champion_rmse: float | None = 44_000.0) -> dict:
+    return {"rows": 4_000, "content_sha256": "pinned", "metrics": {"rmse": candidate_rmse},
+            "champion_metrics": {"rmse": champion_rmse} if champion_rmse is not None else None}
+
+
+def test_golden_holdout_blocks_a_candidate_equal_on_the_test_split_but_worse_on_the_pinned_rows() -> None:
+    worse = 44_000.0 * (1 + MARGIN) + 100  # $100 beyond the allowed margin
+    verdicts = evaluate_model_gate(report(champion=CHAMPION, golden_holdout=golden(worse)))
+    assert verdicts[CHAMPION_CHECK].passed  # the test split cannot tell them apart
+    verdict = verdicts[GOLDEN_CHECK]
+    assert not verdict.passed and not verdict.needs_review and not verdict.skipped
+    allowed = 44_000.0 * (1 + MARGIN)
+    assert (f"golden holdout RMSE ${worse:,.0f} vs champion v3 $44,000 on the 4,000 pinned golden rows "
+            f"(+{worse / 44_000 - 1:.1%}; allowed ${allowed:,.0f}, +{MARGIN:.0%}); test split RMSE $48,000 vs $48,000"
+            ) == verdict.description
+    assert verdict.details["golden_rmse"] == worse and verdict.details["champion_golden_rmse"] == 44_000.0
+
+
+def test_golden_holdout_passes_within_the_margin_and_the_margin_is_configurable() -> None:
+    at_limit = report(champion=CHAMPION, golden_holdout=golden(44_000.0 * (1 + MARGIN)))
+    assert evaluate_model_gate(at_limit)[GOLDEN_CHECK].passed
+    assert not evaluate_model_gate(at_limit, GateThresholds(max_golden_regression_vs_champion=MARGIN / 2))[GOLDEN_CHECK].passed
+
+
+def test_golden_holdout_is_skipped_without_a_champion_and_required_with_one() -> None:
+    first = evaluate_model_gate(report())[GOLDEN_CHECK]
+    assert first.passed and first.skipped and "$44,000 on the 4,000 pinned golden rows" in first.description
+    unscored = evaluate_model_gate(report(champion=CHAMPION, golden_holdout=golden(44_000.0, None)))[GOLDEN_CHECK]
+    assert not unscored.passed and "not scored on the golden holdout" in unscored.description
+    missing = evaluate_model_gate(report(champion=CHAMPION, golden_holdout=None))[GOLDEN_CHECK]
+    assert not missing.passed and "no golden holdout" in missing.description
+
+
+def test_worse_on_the_golden_holdout_after_a_label_shift_is_held_for_a_person_not_blocked() -> None:
+    shift = {"shifted": True, "reason": "label shift: INLAND: median $108,400 → $135,500 (+25.0%, ...)"}
+    verdict = evaluate_model_gate(report(champion=CHAMPION, golden_holdout=golden(70_000.0), label_shift=shift))[GOLDEN_CHECK]
+    assert not verdict.passed and verdict.needs_review
+    assert "held for a person, not blocked: label shift: INLAND" in verdict.description
+    quiet = {"shifted": False, "reason": "no label shift"}
+    verdict = evaluate_model_gate(report(champion=CHAMPION, golden_holdout=golden(70_000.0), label_shift=quiet))[GOLDEN_CHECK]
+    assert not verdict.passed and not verdict.needs_review
+
+
+def test_every_gate_rule_is_listed() -> None:
+    assert set(evaluate_model_gate(report())) == set(GATE_CHECKS)

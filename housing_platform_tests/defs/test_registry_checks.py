@@ -30,7 +30,7 @@ from housing_platform.core.features import ENGINEERED_COLUMNS
 from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.registry.assets import registered_model_version
-from housing_platform.defs.registry.checks import FAST_PATH_CHECK
+from housing_platform.defs.registry.checks import FAST_PATH_CHECK, label_shift_check_result
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.devtools.tiny_models import RegisteredModels
 from housing_platform.scoring.batch import BATCH_PRECISION
@@ -182,3 +182,37 @@ def test_a_version_whose_fast_path_differs_is_refused_and_no_alias_moves(fresh: 
     materialization = result.asset_materializations_for_node("registered_model_version")[0]
     assert materialization.metadata["promoted"].value is False
     assert materialization.metadata["aliases"].value == "none"
+
+
+# -- label shift: the version is held for a person, and the check names both yardsticks' numbers --------
+
+
+def _report(shifted: bool) -> dict:
+    move = {"category": "INLAND", "champion_median": 108_400.0, "candidate_median": 135_500.0, "champion_rows": 6_500,
+            "candidate_rows": 6_500, "compared": True, "change": 0.25}
+    reason = ("label shift: the median price moved by more than 5% since the champion's training data: INLAND: median "
+              "$108,400 → $135,500 (+25.0%, 6,500 → 6,500 rows)") if shifted else "no label shift: every median price within 5%"
+    return {
+        "metrics": {"rmse": 52_000.0},
+        "champion": {"version": "1", "metrics": {"rmse": 67_000.0}},
+        "golden_holdout": {"rows": 4_149, "metrics": {"rmse": 63_400.0}, "champion_metrics": {"rmse": 43_500.0}},
+        "label_shift": {"shifted": shifted, "reason": reason, "moves": [move]},
+    }
+
+
+def test_a_held_version_warns_naming_the_label_moves_and_both_yardsticks() -> None:
+    result = label_shift_check_result(_report(shifted=True), "2", held=True)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.description == (
+        "Version 2 waits in `pending_approval`: `housing-platform approve 2` or `housing-platform reject 2`. "
+        "Label shift: the median price moved by more than 5% since the champion's training data: INLAND: median "
+        "$108,400 → $135,500 (+25.0%, 6,500 → 6,500 rows). Test split RMSE $52,000 vs champion v1 $67,000; golden "
+        "holdout RMSE $63,400 vs champion $43,500 on 4,149 pinned rows."
+    )
+    assert result.metadata["median_change_INLAND"].value == 0.25
+    assert result.metadata["champion_golden_rmse"].value == 43_500.0
+
+
+def test_a_promoted_version_passes_the_label_check_with_its_numbers() -> None:
+    result = label_shift_check_result(_report(shifted=False), "2", held=False)
+    assert result.passed and result.description.startswith("No label shift: every median price within 5%. Test split")

@@ -32,6 +32,7 @@ ACCEPTING_GATE = {
     "min_improvement_over_linear": -1e6,
     "max_regression_vs_champion": 1e6,
     "max_slice_rmse_ratio": 1e6,
+    "max_golden_regression_vs_champion": 1e6,
 }
 DRIFT_CHECK = "drift_report:no_feature_drift"
 QUALITY_CHECK = "live_model_performance:no_quality_degradation"

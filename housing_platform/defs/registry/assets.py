@@ -1,5 +1,6 @@
 """Registry: the version that passed the gate, registered in MLflow and made the champion."""
 
+import json
 import tempfile
 from collections.abc import Iterator
 
@@ -12,17 +13,22 @@ from housing_platform.adapters.mlflow_registry import (
     CHAMPION_ALIAS,
     FAST_PATH_REASON_TAG,
     FAST_PATH_VERIFIED_TAG,
+    PENDING_APPROVAL_ALIAS,
     PREVIOUS_ALIAS,
+    TRAINING_LABEL_STATS_TAG,
     git_commit,
     model_artifacts,
 )
 from housing_platform.core import features
+from housing_platform.core.label_shift import label_statistics
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.registry.checks import (
     fast_path_check_result,
     fast_path_check_spec,
+    label_shift_check_result,
+    label_shift_check_spec,
     verify_registered_version,
 )
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
@@ -54,7 +60,7 @@ def _data_version(context: dg.AssetExecutionContext, asset: str) -> str:
     owners=OWNERS,
     code_version=asset_code_version("registered_model_version", RegistrationConfig),
     tags={"stage": "registry"},
-    check_specs=[fast_path_check_spec],
+    check_specs=[fast_path_check_spec, label_shift_check_spec],
 )
 def registered_model_version(
     context: dg.AssetExecutionContext,
@@ -77,7 +83,10 @@ def registered_model_version(
     probe rows and the whole test split (blocking check `fast_path_matches_registered_model`); only
     if every row is within its float32 error bound does the `champion` alias move to it, the replaced
     champion becoming `previous` (roll back by moving `champion` back). A refused version stays
-    registered, tagged `fast_path_verified=false` with the reason, and the run fails.
+    registered, tagged `fast_path_verified=false` with the reason, and the run fails. If the training
+    labels shifted since the champion's (`evaluation_report`'s `label_shift`), a verified version is not
+    promoted: it gets the alias `pending_approval` and waits for `housing-platform approve|reject VERSION`
+    (check `label_distribution_matches_champion` says why, with the numbers).
     A sample of training rows with the model's predictions is stored with the run as the drift
     reference. The heuristic baseline (median per `ocean_proximity`) is stored with the version and, on
     promotion, in the state folder: the model server's fallback when it can load no version. Load the champion anywhere with
@@ -104,7 +113,12 @@ def registered_model_version(
         "model_sha256": trained_model["sha256"],
         "transformer_sha256": fitted_transformer["sha256"],
         **{f"test_{name}": f"{value:.6g}" for name, value in metrics.items()},
+        # What the next candidate's training labels are compared with (core/label_shift.py).
+        TRAINING_LABEL_STATS_TAG: json.dumps(label_statistics(housing_splits), sort_keys=True),
     }
+    golden = evaluation_report.get("golden_holdout")
+    if golden:
+        tags.update(golden_rmse=f"{golden['metrics']['rmse']:.6g}", golden_holdout_sha256=golden["content_sha256"])
     with tempfile.TemporaryDirectory() as folder:
         version = registry.log_and_register(
             run_id=trained_model["mlflow_run_id"],
@@ -122,7 +136,13 @@ def registered_model_version(
         version.version,
         {FAST_PATH_VERIFIED_TAG: str(verdict.passed).lower(), FAST_PATH_REASON_TAG: verdict.reason()},
     )
-    promoted = verdict.passed and config.promote
+    # Labels that moved since the champion's training data: a person decides (`housing-platform approve|reject`).
+    label_shift = evaluation_report.get("label_shift") or {}
+    held = verdict.passed and config.promote and bool(label_shift.get("shifted"))
+    if held:
+        registry.hold_for_approval(version.version, label_shift["reason"])
+        context.log.warning(f"version {version.version} waits in '{PENDING_APPROVAL_ALIAS}': {label_shift['reason']}")
+    promoted = verdict.passed and config.promote and not held
     previous = registry.promote(version.version) if promoted else None
     if promoted:  # what the model server answers with if it can load no version (scoring/fallback.py)
         write_fallback_baseline(housing_state.settings.fallback_baseline_path,
@@ -143,6 +163,7 @@ def registered_model_version(
             "previous_champion": previous.version if previous else None,
             "fast_path_verified": verdict.passed,
             "promoted": promoted,
+            "pending_approval": held,
             "tags": tags,
         },
         metadata={
@@ -151,6 +172,7 @@ def registered_model_version(
             "champion_uri": f"models:/{version.name}@{CHAMPION_ALIAS}",
             "aliases": ", ".join(aliases) or "none",
             "promoted": promoted,
+            "pending_approval": held,
             "fast_path_verified": verdict.passed,
             f"{PREVIOUS_ALIAS}_version": previous.version if previous else "none",
             "test_rmse": dg.MetadataValue.float(metrics["rmse"]),
@@ -162,3 +184,4 @@ def registered_model_version(
         },
     )
     yield fast_path_check_result(verdict, version.version, promoted)
+    yield label_shift_check_result(evaluation_report, version.version, held)

@@ -21,6 +21,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from housing_platform.core.model_gate import GateThresholds
 from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.scoring.batch import BATCH_PRECISION
 from housing_platform.scoring.errors import ScoringError
@@ -128,6 +129,56 @@ def fast_path_check_result(verdict: FastPathVerdict, version: str, promoted: boo
         metadata=metadata,
     )
 
+
+LABEL_SHIFT_CHECK = "label_distribution_matches_champion"
+
+
+def label_shift_check_description() -> str:
+    """The label-shift rule, stated with its defaults (`GateThresholds`, their one home)."""
+    limits = GateThresholds()
+    return (f"The median price per `ocean_proximity` (categories with ≥ {limits.min_label_shift_rows:,} rows) and "
+            f"overall of the data the version learned from is within {limits.max_label_median_shift:.0%} of the "
+            "champion's training data. If not, the version is registered but held under the alias "
+            "`pending_approval` for `housing-platform approve|reject VERSION` (a warning: nothing is blocked), and "
+            "this check names the moves beside both yardsticks: test split and pinned golden holdout RMSE.")
+
+
+def label_shift_check_result(report: dict, version: str, held: bool) -> dg.AssetCheckResult:
+    """Passed unless the version was held for approval; the description names the numbers either way."""
+    shift = report.get("label_shift") or {}
+    champion = report.get("champion")
+    golden = report.get("golden_holdout") or {}
+    yardsticks = f"Test split RMSE ${report['metrics']['rmse']:,.0f}"
+    if champion:
+        yardsticks += f" vs champion v{champion['version']} ${champion['metrics']['rmse']:,.0f}"
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "model_version": version, "pending_approval": held, "test_rmse": dg.MetadataValue.float(report["metrics"]["rmse"]),
+    }
+    if golden:
+        yardsticks += f"; golden holdout RMSE ${golden['metrics']['rmse']:,.0f}"
+        metadata["golden_rmse"] = dg.MetadataValue.float(golden["metrics"]["rmse"])
+        if golden.get("champion_metrics"):
+            yardsticks += f" vs champion ${golden['champion_metrics']['rmse']:,.0f}"
+            metadata["champion_golden_rmse"] = dg.MetadataValue.float(golden["champion_metrics"]["rmse"])
+        yardsticks += f" on {golden['rows']:,} pinned rows"
+    for move in shift.get("moves", []):
+        if move["compared"]:
+            metadata[f"median_change_{move['category']}"] = dg.MetadataValue.float(move["change"])
+    reason = shift.get("reason", "label shift not assessed (no label_shift in the evaluation report)")
+    outcome = (f"Version {version} waits in `pending_approval`: `housing-platform approve {version}` or "
+               f"`housing-platform reject {version}`. " if held else "")
+    return dg.AssetCheckResult(
+        check_name=LABEL_SHIFT_CHECK,
+        passed=not held,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{outcome}{reason[0].upper()}{reason[1:]}. {yardsticks}.",
+        metadata=metadata,
+    )
+
+
+label_shift_check_spec = dg.AssetCheckSpec(
+    LABEL_SHIFT_CHECK, asset="registered_model_version", blocking=False, description=label_shift_check_description()
+)
 
 fast_path_check_spec = dg.AssetCheckSpec(
     FAST_PATH_CHECK, asset="registered_model_version", blocking=True, description=FAST_PATH_DESCRIPTION

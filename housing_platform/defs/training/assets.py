@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from housing_platform.adapters.mlflow_registry import sha256_of
+from housing_platform.adapters.mlflow_registry import TRAINING_LABEL_STATS_TAG, sha256_of
 from housing_platform.core import evaluation, features, splits
+from housing_platform.core.label_shift import compare_label_statistics, label_statistics, parse_statistics
 from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
 from housing_platform.core.model_gate import evaluate_model_gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
@@ -24,6 +25,7 @@ from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.metadata import column_schema_metadata, markdown_table, png_markdown
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
+from housing_platform.defs.training.golden import golden_comparison
 
 GROUP = "training"
 OWNERS = ["team:ml-platform"]
@@ -246,6 +248,7 @@ def evaluation_report(
     housing_splits: pd.DataFrame,
     fitted_transformer: dict,
     trained_model: dict,
+    golden_holdout: pd.DataFrame,
 ) -> dg.Output[dict]:
     """How good the candidate is, on the test split, next to what it must beat.
 
@@ -253,8 +256,11 @@ def evaluation_report(
     for three baselines fit on the same train split (median price per `ocean_proximity`,
     LinearRegression, HistGradientBoostingRegressor) and for the **current champion** scored on the
     very same test rows. Plots (predicted vs. actual, residuals, per-slice error) are embedded below
-    and saved under `<state>/reports/evaluation/<run id>/`. Four blocking checks on this asset form
-    the promotion gate; if any fails, nothing is registered and no alias moves.
+    and saved under `<state>/reports/evaluation/<run id>/`. Candidate and champion are also scored on
+    the pinned `golden_holdout`, which no new data can move, and the training labels are compared with
+    the champion's (`label_shift`: a shift sends the version to a person instead of `champion`). Five
+    blocking checks on this asset form the promotion gate; if any fails, nothing is registered and no
+    alias moves.
     """
     from housing_platform.core import model as keras_model
 
@@ -274,12 +280,15 @@ def evaluation_report(
         baseline_values = evaluation.baseline_predictions(parts.train, parts.test, transformer)
     baselines = {name: regression_metrics(y_test, values) for name, values in baseline_values.items()}
 
-    champion = None
+    champion = champion_golden = None
     registry = mlflow_tracking.registry()
     current = registry.champion()
     if current is not None:
-        context.log.info(f"scoring champion v{current.version} on the same {len(parts.test):,} test rows")
-        champion_predictions = registry.load_pyfunc(current.model_uri).predict(parts.test[list(FEATURE_COLUMNS)])
+        context.log.info(f"scoring champion v{current.version} on the same {len(parts.test):,} test rows "
+                         f"and the {len(golden_holdout):,} golden rows")
+        champion_model = registry.load_pyfunc(current.model_uri)
+        champion_predictions = champion_model.predict(parts.test[list(FEATURE_COLUMNS)])
+        champion_golden = champion_model.predict(golden_holdout[list(FEATURE_COLUMNS)])
         champion = {
             "version": current.version,
             "model_uri": current.model_uri,
@@ -290,20 +299,34 @@ def evaluation_report(
     plot_dir = housing_state.folder("reports", "evaluation", context.run.run_id)
     plots = evaluation.write_plots(y_test, predictions, plot_dir, slices=slices, title="candidate")
     thresholds = config.to_thresholds()
+    golden = golden_comparison(
+        golden_holdout,
+        keras_model.predict(network, features.transform(transformer, golden_holdout), training_config),
+        champion_golden,
+    )
+    label_stats = label_statistics(housing_splits)  # the whole span the candidate learns from and is tested on
+    label_shift = compare_label_statistics(
+        parse_statistics(current.tags.get(TRAINING_LABEL_STATS_TAG)) if current is not None else None,
+        label_stats, thresholds.max_label_median_shift, thresholds.min_label_shift_rows,
+    )
+    context.log.info(label_shift.reason)
     report = {
         "metrics": metrics,
         "baselines": baselines,
         "champion": champion,
         "slices": slices.to_dict("records"),
         "test_rows": len(parts.test),
+        "golden_holdout": golden,
+        "label_shift": label_shift.to_dict(),
+        "training_label_stats": label_stats,
         "candidate_model_sha256": trained_model["sha256"],
         "mlflow_run_id": trained_model["mlflow_run_id"],
         "gate_thresholds": thresholds.model_dump(),
         "plots": {name: str(path) for name, path in plots.items()},
     }
     verdicts = evaluate_model_gate(report, thresholds)
-    report["gate"] = {name: {"passed": v.passed, "skipped": v.skipped, "description": v.description}
-                      for name, v in verdicts.items()}
+    report["gate"] = {name: {"passed": v.passed, "skipped": v.skipped, "needs_review": v.needs_review,
+                             "description": v.description} for name, v in verdicts.items()}
 
     registry.log_metrics(report["mlflow_run_id"], {f"test_{k}": v for k, v in metrics.items()})
     registry.log_metrics(
@@ -325,10 +348,16 @@ def evaluation_report(
             "linear_baseline_rmse": dg.MetadataValue.float(baselines["linear_regression"]["rmse"]),
             "champion_version": champion["version"] if champion else "none",
             "test_rows": dg.MetadataValue.int(len(parts.test)),
+            "golden_rmse": dg.MetadataValue.float(golden["metrics"]["rmse"]),
+            "champion_golden_rmse": dg.MetadataValue.float(golden["champion_metrics"]["rmse"])
+            if golden["champion_metrics"] else "no champion",
+            "golden_rows": dg.MetadataValue.int(golden["rows"]),
+            "label_shift": label_shift.reason,
             "comparison": markdown_table(comparison, rows=20, floatfmt=",.3f"),
             "slices": markdown_table(slices, rows=50, floatfmt=",.3f"),
             "gate": dg.MetadataValue.md(
-                "\n".join(f"- **{'PASS' if v.passed else 'FAIL'}** `{name}`: {v.description}" for name, v in verdicts.items())
+                "\n".join(f"- **{'PASS' if v.passed else 'REVIEW' if v.needs_review else 'FAIL'}** `{name}`: "
+                          f"{v.description}" for name, v in verdicts.items())
             ),
             "plots": png_markdown({name.replace("_", " ").capitalize(): path for name, path in plots.items()}),
             "mlflow_run": dg.MetadataValue.url(registry.run_url(report["mlflow_run_id"])),

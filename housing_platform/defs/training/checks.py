@@ -1,4 +1,4 @@
-"""The promotion gate: four blocking checks on `evaluation_report`.
+"""The promotion gate: five blocking checks on `evaluation_report`.
 
 Each check re-reads the rule's verdict from the report with `core.model_gate.evaluate_model_gate`, using
 the thresholds recorded in the report (the run config of that evaluation). They are blocking, so when one
@@ -11,6 +11,7 @@ import dagster as dg
 from housing_platform.core.model_gate import (
     CHAMPION_CHECK,
     GATE_CHECKS,
+    GOLDEN_CHECK,
     LINEAR_BASELINE_CHECK,
     RMSE_CHECK,
     SLICE_CHECK,
@@ -19,7 +20,8 @@ from housing_platform.core.model_gate import (
 )
 from housing_platform.defs.training.assets import evaluation_report
 
-__all__ = ["CHAMPION_CHECK", "GATE_CHECKS", "LINEAR_BASELINE_CHECK", "RMSE_CHECK", "SLICE_CHECK", "gate_checks"]
+__all__ = ["CHAMPION_CHECK", "GATE_CHECKS", "GOLDEN_CHECK", "LINEAR_BASELINE_CHECK", "RMSE_CHECK", "SLICE_CHECK",
+           "gate_checks"]
 
 
 def gate_check_descriptions(thresholds: GateThresholds | None = None) -> dict[str, str]:
@@ -33,6 +35,10 @@ def gate_check_descriptions(thresholds: GateThresholds | None = None) -> dict[st
         "champion's on the same test rows (skipped, with the reason recorded, when there is no champion yet).",
         SLICE_CHECK: f"No slice with ≥ {limits.min_slice_rows:,} test rows has an RMSE above "
         f"{limits.max_slice_rmse_ratio:g}× the overall RMSE.",
+        GOLDEN_CHECK: f"RMSE on the pinned golden holdout (base rows chosen once, never fed by traffic) is no more "
+        f"than {limits.max_golden_regression_vs_champion:.0%} above the champion's there (skipped when there is no "
+        "champion). When the training labels shifted it warns instead of blocking: the version waits in "
+        "`pending_approval` for a person.",
     }
 
 
@@ -50,9 +56,10 @@ def _gate_check(check_name: str, description: str) -> dg.AssetChecksDefinition:
         verdict = evaluate_model_gate(evaluation_report)[check_name]
         return dg.AssetCheckResult(
             passed=verdict.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
+            # A verdict a person must judge warns: only an ERROR failure of a blocking check blocks the registry.
+            severity=dg.AssetCheckSeverity.WARN if verdict.needs_review else dg.AssetCheckSeverity.ERROR,
             description=verdict.description,
-            metadata={"skipped": verdict.skipped, **{k: _metadata_value(v) for k, v in verdict.details.items()}},
+            metadata={"skipped": verdict.skipped, "needs_review": verdict.needs_review, **{k: _metadata_value(v) for k, v in verdict.details.items()}},
         )
 
     return _check

@@ -43,6 +43,9 @@ class EvaluationConfig(dg.Config):
     max_regression_vs_champion: float = field_from(GateThresholds, "max_regression_vs_champion")
     max_slice_rmse_ratio: float = field_from(GateThresholds, "max_slice_rmse_ratio")
     min_slice_rows: int = field_from(GateThresholds, "min_slice_rows")
+    max_golden_regression_vs_champion: float = field_from(GateThresholds, "max_golden_regression_vs_champion")
+    max_label_median_shift: float = field_from(GateThresholds, "max_label_median_shift")
+    min_label_shift_rows: int = field_from(GateThresholds, "min_label_shift_rows")
 
     def to_thresholds(self) -> GateThresholds:
         return GateThresholds(**self.model_dump())

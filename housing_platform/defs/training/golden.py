@@ -1,0 +1,132 @@
+"""The golden holdout asset: chosen once from the validated base data, pinned, then only verified.
+
+The first materialization selects the rows (`core/golden_holdout.py`: the base rows of the test hash
+buckets, never labelled traffic) and pins them in the state folder, `<state>/golden_holdout/`: the rows
+as Parquet and `manifest.json` with their hashes (paths in it are relative to that folder, so the state
+folder can move). Every later materialization reads the pinned rows, verifies them against the manifest
+and against the content hash its own last materialization recorded in the Dagster instance, and returns
+them unchanged; a changed raw file changes neither the rows nor their labels (the metadata says how the
+current data's labels compare). Tampering fails the run, naming what differs, and with it the gate
+(`evaluation_report` depends on this asset). To choose a new holdout deliberately, delete the folder: the
+next run pins afresh and records the content hash it replaced.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from housing_platform.core.golden_holdout import (
+    GoldenHoldoutTampered,
+    golden_manifest,
+    label_differences,
+    select_golden_rows,
+    verify_golden_rows,
+)
+from housing_platform.core.metrics import regression_metrics
+from housing_platform.core.schema import TARGET_COLUMN
+from housing_platform.defs.code_versions import asset_code_version
+from housing_platform.defs.resources import HousingStateResource
+
+GOLDEN_FOLDER = "golden_holdout"  # under the state folder
+ROWS_FILE = "golden_holdout.parquet"
+MANIFEST_FILE = "manifest.json"
+CONTENT_KEY = "content_sha256"
+
+
+def golden_folder(home: str | Path) -> Path:
+    return Path(home) / GOLDEN_FOLDER
+
+
+def _recorded_content_hash(context: dg.AssetExecutionContext) -> str | None:
+    """The content hash this asset's last materialization recorded in the instance (None if never)."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(CONTENT_KEY)
+    return getattr(value, "value", value)
+
+
+def _pin(folder: Path, rows: pd.DataFrame, run_id: str) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {**golden_manifest(rows), "file": ROWS_FILE, "pinned_at": datetime.now(UTC).isoformat(),
+                "pinned_by_run": run_id}
+    rows.to_parquet(folder / ROWS_FILE, index=False)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))  # last: the pin is complete
+    return manifest
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"pandas"},
+    owners=["team:ml-platform"],
+    code_version=asset_code_version("golden_holdout"),
+    tags={"stage": "evaluation"},
+)
+def golden_holdout(
+    context: dg.AssetExecutionContext, housing_state: HousingStateResource, validated_housing_data: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """The frozen yardstick of the gate: base districts pinned by hash when first created, never fed by traffic.
+
+    Rows of the validated raw data whose stable hash puts them in the test buckets (no model trains on
+    them), pinned in `<state>/golden_holdout/` with their row hashes and a content hash. Later runs verify
+    the pinned rows and return them unchanged — a new raw file does not move them — and fail, naming the
+    difference, if they were edited. `evaluation_report` scores the candidate and the champion on them
+    (gate check `no_regression_on_golden_holdout`).
+    """
+    folder = golden_folder(housing_state.home)
+    recorded = _recorded_content_hash(context)
+    replaced = None
+    if (folder / MANIFEST_FILE).exists():
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        rows = pd.read_parquet(folder / manifest["file"])
+        try:
+            verify_golden_rows(rows, manifest)
+        except GoldenHoldoutTampered as error:
+            raise dg.Failure(description=f"{folder}: {error}") from error
+        if recorded is not None and recorded != manifest[CONTENT_KEY]:
+            raise dg.Failure(description=(
+                f"{folder}: the pinned golden holdout was replaced: its content sha256 is {manifest[CONTENT_KEY]}, "
+                f"the last materialization recorded {recorded}. Delete the folder to pin a new holdout on purpose."))
+        created = False
+    else:
+        rows = select_golden_rows(validated_housing_data)
+        if rows.empty:
+            raise dg.Failure(description="no validated base row falls in the test buckets: nothing to pin")
+        manifest = _pin(folder, rows, context.run.run_id)
+        created, replaced = True, recorded
+        context.log.warning(f"pinned a new golden holdout of {len(rows):,} rows in {folder}"
+                            + (f" (replacing content sha256 {recorded})" if recorded else ""))
+    differences = label_differences(rows, validated_housing_data)
+    return dg.Output(
+        rows,
+        data_version=dg.DataVersion(manifest[CONTENT_KEY]),
+        metadata={
+            "row_count": dg.MetadataValue.int(len(rows)),
+            CONTENT_KEY: manifest[CONTENT_KEY],
+            "row_hashes_sha256": manifest["row_hashes_sha256"],
+            "pinned_at": manifest["pinned_at"],
+            "pinned_in_this_run": created,
+            "replaced_content_sha256": replaced or "none",
+            "path": f"{GOLDEN_FOLDER}/{manifest['file']} (in the state folder)",
+            "selection": manifest["selection"],
+            "label_mean": dg.MetadataValue.float(float(rows[TARGET_COLUMN].mean())),
+            **{name: (dg.MetadataValue.float(value) if isinstance(value, float) else dg.MetadataValue.int(value))
+               for name, value in differences.items()},
+        },
+    )
+
+
+def golden_comparison(golden: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray | None,
+                      content_sha256: str | None = None) -> dict:
+    """The report's ``golden_holdout`` entry: candidate (and champion) metrics on the pinned rows."""
+    truth = golden[TARGET_COLUMN].to_numpy()
+    return {
+        "rows": len(golden),
+        "content_sha256": content_sha256 or golden_manifest(golden)[CONTENT_KEY],
+        "metrics": regression_metrics(truth, candidate),
+        "champion_metrics": regression_metrics(truth, np.asarray(champion)) if champion is not None else None,
+    }
