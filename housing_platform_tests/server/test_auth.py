@@ -4,6 +4,8 @@ server without tokens working as before."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -232,6 +234,18 @@ def test_the_token_id_is_on_the_request_state_and_required_tokens_fail_closed(tm
     request = _request(bearer(token))
     assert _auth(tmp_path).refuse(request, "/v1/predict") is None
     assert request.state.token_id == record.id and token not in repr(vars(request.state))
+
+
+def test_a_tokens_file_broken_while_serving_keeps_the_last_good_tokens(tmp_path, caplog):
+    store = TokenStore(tmp_path / "tokens.json")
+    token, record = store.create([SCOPE_PREDICT])
+    auth = _auth(tmp_path, tokens_check_interval_seconds=0.01)
+    store.path.write_text("{half a file")  # a hand edit gone wrong (the CLI's writes are atomic)
+    time.sleep(0.02)
+
+    request = _request(bearer(token))
+    assert auth.refuse(request, "/v1/predict") is None and request.state.token_id == record.id
+    assert "keeping the 1 tokens read before" in caplog.text and "tokens.json" in caplog.text
 
 
 @pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("::1", True), ("[::1]", True),
