@@ -125,3 +125,35 @@ class ValidationErrorResponse(BaseModel):
 
 class MessageResponse(BaseModel):
     detail: Any
+
+
+# The error answers of the routes, described once: a route lists the statuses it can answer with
+# :func:`error_responses`; the authentication layer adds 401 / 403 / 429 to the document itself.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body is empty, or not JSON (UTF-8).",
+    404: "Not found.",
+    409: "Conflict with what is already recorded.",
+    413: "Too many rows or items in one request, or a body larger than the server's limit.",
+    415: "The Content-Type is not `application/json` (a charset, when sent, must be UTF-8); the body is not read.",
+    422: "Invalid input: the row, field and rule of each problem.",
+    429: "Too many requests: wait Retry-After seconds.",
+    503: "Not ready to answer now: retry later (after Retry-After seconds when the header is sent).",
+}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
+
+
+def error_responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` for these error statuses: their body model, a description, Retry-After on 429 / 503.
+
+    ``descriptions`` replaces the generic text of :data:`ERROR_DESCRIPTIONS` with what the route means by it.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "model": ValidationErrorResponse if status == 422 else MessageResponse,
+            "description": (descriptions or {}).get(status, ERROR_DESCRIPTIONS[status]),
+        }
+        if status in (429, 503):
+            response["headers"] = _RETRY_AFTER
+        responses[status] = response
+    return responses

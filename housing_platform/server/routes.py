@@ -25,6 +25,7 @@ from housing_platform.server.api_schema import (
     MessageResponse,
     PredictResponse,
     ValidationErrorResponse,
+    error_responses,
     feedback_request_openapi,
     predict_request_openapi,
 )
@@ -84,7 +85,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         ),
         openapi_extra=predict_request_openapi(max_rows),
         response_model=PredictResponse,
-        responses={
+        responses=error_responses(400, 413, 415, 422, 503) | {
             413: {"model": MessageResponse, "description": "Too many rows or too large a body."},
             422: {"model": ValidationErrorResponse, "description": "Invalid input: row, field and rule of each problem."},
             503: {"model": MessageResponse, "description": "No model loaded yet."},
@@ -125,13 +126,11 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         ),
         openapi_extra=feedback_request_openapi(max_rows),
         response_model=FeedbackResponse,
-        responses={
-            404: {"model": MessageResponse, "description": "Unknown request id(s)."},
-            409: {"model": MessageResponse, "description": "Feedback already recorded for these id(s)."},
-            413: {"model": MessageResponse},
-            422: {"model": ValidationErrorResponse},
-            503: {"model": MessageResponse},
-        },
+        responses=error_responses(400, 404, 409, 413, 415, 422, 503, descriptions={
+            404: "Unknown request id(s).",
+            409: "Feedback already recorded for these id(s).",
+            503: "The capture store is unreachable: retry.",
+        }),
         tags=["monitoring"],
     )
     async def feedback(request: Request) -> Response:
