@@ -6,7 +6,7 @@ nothing promotes it automatically. ``approve`` makes it champion through the sam
 promotion: it must carry the pipeline's ``fast_path_verified=true`` verdict, it is loaded exactly as the
 model server loads it (`load_fast_scorer`: the recorded sha256 of every file, then the fast path against
 the pyfunc on the probe rows) and only then does `ModelRegistry.promote` move ``champion`` (the old one
-becomes ``previous``). ``reject`` removes the pending alias and leaves ``champion`` where it is. Either
+becomes ``previous``) and the version's fallback baseline become the server's (`scoring/fallback.py`). ``reject`` removes the pending alias and leaves ``champion`` where it is. Either
 way the decision is recorded on the version: ``approval_status``, ``decided_by`` (``--by``, default
 ``$USER``), ``decided_at`` (UTC) and ``decision_reason``.
 
@@ -88,7 +88,9 @@ def _record(registry, version: str, status: str, args: argparse.Namespace) -> st
 
 def command_approve(args: argparse.Namespace) -> int:
     from housing_platform.adapters.mlflow_registry import FAST_PATH_VERIFIED_TAG, PENDING_REASON_TAG
+    from housing_platform.config.settings import HousingSettings
     from housing_platform.scoring.errors import ScoringError
+    from housing_platform.scoring.fallback import write_fallback_baseline
     from housing_platform.scoring.verification import load_fast_scorer
 
     found = _pending(args)
@@ -105,6 +107,11 @@ def command_approve(args: argparse.Namespace) -> int:
         print(f"error: version {version.version} fails verification, champion not moved: {error}", file=sys.stderr)
         return EXIT_REFUSED
     previous = registry.promote(version.version)
+    # As at an automatic promotion: the new champion's baseline is what the server falls back to.
+    baseline = registry.fallback_baseline(version.version)
+    if baseline is not None:
+        write_fallback_baseline(HousingSettings.from_env().fallback_baseline_path,
+                                {**baseline, "model_version": version.version})
     person = _record(registry, version.version, "approved", args)
     print(f"version {version.version} approved by {person}: it is champion"
           + (f" (v{previous.version} is previous)" if previous else "")

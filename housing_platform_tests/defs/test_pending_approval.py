@@ -10,6 +10,7 @@ decisions are made with the real `housing-platform approve|reject` commands.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -167,6 +168,8 @@ def test_approve_promotes_the_held_version_through_the_verified_path(platform: P
     assert platform.aliases("3") == {"champion"}
     tags = platform.registry.get_version("3").tags
     assert tags[APPROVAL_STATUS_TAG] == "approved" and tags[DECIDED_BY_TAG] == "bob" and tags[PROMOTED_AT_TAG]
+    # The server's fallback follows the champion, as after an automatic promotion.
+    assert json.loads(platform.settings.fallback_baseline_path.read_text())["model_version"] == "3"
 
 
 def test_after_approval_the_new_labels_are_the_yardstick_and_promotion_is_automatic_again(platform: Platform) -> None:
