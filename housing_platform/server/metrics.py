@@ -39,6 +39,9 @@ class CaptureCollector:
         stats = writer.stats()
         yield GaugeMetricFamily(f"{PREFIX}_capture_queue_depth", "Capture rows waiting in the in-memory queue.",
                                 value=stats.queue_depth)
+        yield GaugeMetricFamily(f"{PREFIX}_capture_rows_in_memory",
+                                "Capture rows admitted but not yet written (what a kill -9 would lose).",
+                                value=stats.in_memory)
         yield GaugeMetricFamily(f"{PREFIX}_capture_retry_buffer_rows",
                                 "Capture rows held for retry while the store is unreachable.", value=stats.buffered)
         yield GaugeMetricFamily(f"{PREFIX}_capture_store_available",
@@ -46,7 +49,14 @@ class CaptureCollector:
                                 value=1.0 if stats.store_available else 0.0)
         for name, help_text, value in (
             ("written", "Capture rows written to the store.", stats.written),
-            ("dropped", "Capture rows lost: queue or retry buffer full, or store down at shutdown.", stats.dropped),
+            ("dropped", "Capture rows lost: submitted without admission past the bound, or store down at shutdown.",
+             stats.dropped),
+            ("refused_rows", "Rows of predict requests answered 503 because capture was at its bound (not lost).",
+             stats.refused),
+            ("refused_requests", "Predict requests answered 503 because capture was at its bound.",
+             stats.refused_requests),
+            ("store_reopened", "Times the capture SQLite file was found deleted or replaced and opened again.",
+             stats.store_reopened),
             ("rejected", "Capture rows the database refused (e.g. duplicate request id).", stats.rejected),
             ("sampled_out", "Scored rows not captured because of the sampling percentage.", stats.sampled_out),
             ("failed_attempts", "Capture write attempts that failed because the store was unreachable.",

@@ -42,9 +42,9 @@ BYTES_PER_ROW = 256  # a JSON instance is ~230 bytes: the inline/worker-thread c
 FEEDBACK_CAPTURE_WAIT_SECONDS = 2.0
 
 
-def json_response(status: int, body) -> Response:
+def json_response(status: int, body, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json")
+                    media_type="application/json", headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -88,7 +88,8 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         responses=error_responses(400, 413, 415, 422, 503) | {
             413: {"model": MessageResponse, "description": "Too many rows or too large a body."},
             422: {"model": ValidationErrorResponse, "description": "Invalid input: row, field and rule of each problem."},
-            503: {"model": MessageResponse, "description": "No model loaded yet."},
+            503: {"model": MessageResponse,
+                  "description": "No model loaded yet, or capture at its bound (with Retry-After; not answered)."},
         },
         tags=["scoring"],
     )
@@ -109,10 +110,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             if error.status == 422:
                 state.metrics.rows_rejected.inc(error.rows)
             return json_response(error.status, error.body)
+        capturing = config.capture_sample_percent > 0  # 0 switches capture off entirely (not even records are built)
+        if capturing and not state.admit_capture(capture):  # before answering: the client knows, nothing is lost
+            return json_response(503, {"detail": "capture is at its bound (capture_queue_rows): not answered, retry"},
+                                 headers={"Retry-After": str(config.capture_retry_after_seconds)})
         state.metrics.rows_scored.inc(capture.rows)
         if served is state.fallback:
             state.metrics.fallback_rows.inc(capture.rows)
-        if config.capture_sample_percent > 0:  # 0 switches capture off entirely (not even records are built)
+        if capturing:
             state.schedule_capture(capture)
         return Response(content, media_type="application/json")
 

@@ -36,7 +36,15 @@ class ServingConfig(BaseModel):
     capture_sample_percent: float = Field(
         100.0, ge=0, le=100, description="Share of scored rows captured (chosen by request id); 0 switches capture off."
     )
-    capture_queue_rows: int = Field(100_000, ge=1, description="Rows the capture queue holds before dropping.")
+    capture_queue_rows: int = Field(
+        20_000, ge=1,
+        description="Bound on capture rows in memory (admitted, queued, being written or retried): past it a predict "
+        "request gets 503 with Retry-After before it is answered, so no answered row is dropped. Also what a kill -9 "
+        "can lose.",
+    )
+    capture_retry_after_seconds: int = Field(
+        1, ge=1, description="Retry-After of the 503 a predict request gets while capture is at its bound."
+    )
     capture_batch_rows: int = Field(1_000, ge=1, description="Rows per INSERT of the capture writer.")
     shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
     max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")
