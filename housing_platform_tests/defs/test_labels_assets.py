@@ -174,3 +174,16 @@ def test_a_source_over_its_daily_volume_is_held(world: LabelledWorld) -> None:
     volume = checks(result)[VOLUME_CHECK]
     assert not volume.passed and "sent 300 labels" in volume.description and "limit 200 per day" in volume.description
     assert world.value("labelled_traffic").empty
+
+
+def test_labels_outside_the_schema_are_held_naming_the_rule(world: LabelledWorld) -> None:
+    # Defence in depth for rows stored before the API refused them (or written by other means).
+    honest = make_scenario(world.trusted, "stable", 300, seed=7)
+    absurd = honest.head(10).assign(**{TARGET_COLUMN: 1e300})
+    world.label(honest)
+    absurd_ids = world.label(absurd)
+    result = world.run()
+    schema = checks(result)[SCHEMA_CHECK]
+    assert not schema.passed and "10 of 310 new labels break the schema" in schema.description
+    assert "median_house_value" in schema.description
+    assert set(world.value("labelled_traffic")["request_id"]).isdisjoint(absurd_ids)
