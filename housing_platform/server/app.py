@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.server.metrics import MetricsMiddleware
@@ -62,6 +63,13 @@ def create_app(
     )
     app.state.server = state
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, error: ClientDisconnect) -> Response:
+        # The client closed the connection, or its body missed the read deadline (server/http_protocol.py)
+        # and the server closed it: no answer can be sent, and it is not a bug of ours to log as one.
+        logger.info("client disconnected before its request body was read: %s %s", request.method, request.url.path)
+        return Response(status_code=408, headers={"connection": "close"})
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> Response:

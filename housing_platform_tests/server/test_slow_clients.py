@@ -134,6 +134,8 @@ def test_half_sent_headers_and_bodies_are_closed_at_their_deadline_while_normal_
         assert max(times) <= READ_TIMEOUT_SECONDS + SLACK_SECONDS, max(times)
         assert all(closed[sock][1].startswith(b"HTTP/1.1 408") for sock in half_headers)
         assert all(closed[sock][1] == b"" for sock in half_bodies)  # the route saw a disconnect: no answer
+        log = limited_server.log_path.read_text(errors="replace")
+        assert "unhandled error" not in log and "Traceback" not in log  # a client that left is not a bug of ours
     finally:
         for sock in sockets:
             sock.close()
