@@ -12,6 +12,7 @@ both hashes, the server keeps serving version 1 and says why in ``/ready`` and `
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import mlflow
@@ -25,7 +26,7 @@ from housing_platform.adapters.mlflow_registry import (
     ModelRegistry,
     model_artifacts,
 )
-from housing_platform.cli.main import EXIT_NO_MODEL, main
+from housing_platform.cli.main import EXIT_NO_MODEL, EXIT_SERVER_FAILED, main
 from housing_platform.core import model as keras_model
 from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.devtools.processes import NotReady, wait_until
@@ -172,6 +173,11 @@ def test_a_missing_tracking_database_is_an_error_naming_it_and_is_not_created(tm
         source = tmp_path / "in.csv"
         models.test.head(5).to_csv(source, index=False)
         assert main(["score", str(source), str(tmp_path / "out.parquet")]) == EXIT_NO_MODEL
+        assert str(database) in capsys.readouterr().err
+        with socket.socket() as taken:  # were the check gone, uvicorn could not bind either: a failure, not a hang
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            assert main(["serve", "--port", str(taken.getsockname()[1])]) == EXIT_SERVER_FAILED
         assert str(database) in capsys.readouterr().err
         assert not database.exists()
     finally:
