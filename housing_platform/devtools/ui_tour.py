@@ -172,7 +172,7 @@ class Tour:
         return self.markdown_metadata("plots")
 
     def gate_checks(self) -> str:
-        """The evaluation report's Checks tab: the four blocking gate checks; returns the page text."""
+        """The evaluation report's Checks tab: the five blocking gate checks; returns the page text."""
         names = sorted(self.state.checks.get("evaluation_report", {}))
         self.asset("evaluation_report", view="checks", text=names[-1])
         return self.page.inner_text("body")
