@@ -113,7 +113,8 @@ def test_poisoning_burst_is_held_then_rejected_and_never_reaches_training_data(w
     assert metadata["held_by_source"].value.keys() == {"unattributed"}
     assert metadata["held_rows"].value >= 1_500
     assert 1.3 < metadata["largest_median_ratio"].value < 1.6  # the burst, diluted by honest INLAND rows
-    assert "feedback_token is not in the capture store" in metadata["source_key"].value
+    # Labels sent without a token (or before the store had the column) are one source, and it says so.
+    assert "feedback_token" in metadata["source_key"].value and "unattributed" in metadata["source_key"].value
     # Blocking: the retraining would stop here, before training_data.
     assert not first.asset_materializations_for_node("training_data")
 

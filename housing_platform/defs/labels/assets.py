@@ -40,7 +40,9 @@ OUTPUT_COLUMNS = ["request_id", *ALL_COLUMNS, consistency.SOURCE_COLUMN, STATUS_
 def _sources(labelled: pd.DataFrame, column: str) -> tuple[pd.Series, str]:
     """Who sent each label, and a sentence saying which key stood for it."""
     if column in labelled.columns:
-        return labelled[column].fillna(UNATTRIBUTED).astype(str), f"column {column}"
+        unattributed = int(labelled[column].isna().sum())
+        note = f" ({unattributed:,} labels without one count as '{UNATTRIBUTED}')" if unattributed else ""
+        return labelled[column].fillna(UNATTRIBUTED).astype(str), f"column {column}{note}"
     return (pd.Series(UNATTRIBUTED, index=labelled.index, dtype=object),
             f"column {column} is not in the capture store: every label counts as one source, '{UNATTRIBUTED}'")
 
