@@ -43,8 +43,8 @@ class LabelledWorld:
             "io_manager": ParquetJsonIOManager(base_dir=str(root / "storage")),
         }
 
-    def label(self, frame: pd.DataFrame) -> list[str]:
-        """Capture ``frame``'s districts and feed back its ``median_house_value``; the request ids."""
+    def label(self, frame: pd.DataFrame, token_id: str | None = None) -> list[str]:
+        """Capture ``frame``'s districts and feed back its ``median_house_value`` (sent with ``token_id``)."""
         store = CaptureStore(self.url)
         try:
             records = [
@@ -53,7 +53,8 @@ class LabelledWorld:
                 .to_dict("records")
             ]
             store.insert_captures(records)
-            store.record_feedback([(r.request_id, float(v)) for r, v in zip(records, frame[TARGET_COLUMN])])
+            store.record_feedback([(r.request_id, float(v)) for r, v in zip(records, frame[TARGET_COLUMN])],
+                                  token_id=token_id)
         finally:
             store.dispose()
         return [r.request_id for r in records]
@@ -188,3 +189,15 @@ def test_labels_outside_the_schema_are_held_naming_the_rule(world: LabelledWorld
     assert not schema.passed and "10 of 310 new labels break the schema" in schema.description
     assert "median_house_value" in schema.description
     assert set(world.value("labelled_traffic")["request_id"]).isdisjoint(absurd_ids)
+
+
+def test_with_tokens_only_the_poisoning_token_is_held(world: LabelledWorld) -> None:
+    honest = world.label(make_scenario(world.trusted, "stable", 1_000, seed=8), token_id="honest01")
+    poisoned = world.label(poisoned_inland(world.trusted, 1_500, 1.5, seed=9), token_id="poison01")
+    result = world.run()
+    consistency = checks(result)[CONSISTENCY_CHECK]
+    assert not consistency.passed and consistency.metadata["held_by_source"].value == {"poison01": 1_500}
+    assert "source poison01, ocean_proximity=INLAND: 1,500 labels" in consistency.description
+    # The honest token's INLAND rows are judged on their own (source x slice) and admitted.
+    assert set(world.value("labelled_traffic")["request_id"]) == set(honest)
+    assert set(honest).isdisjoint(poisoned)
