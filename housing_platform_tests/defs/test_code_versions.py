@@ -46,6 +46,8 @@ RUN_CONFIG = {
 FEATURE_FREE = {
     "raw_housing_data", "validated_housing_data", "housing_splits", "drift_report",
     "training_data", "inference_log", "live_model_performance",
+    # The label gate scores with the registered champion (its own files), not with this checkout's features.
+    "labelled_traffic",
 }
 LAYERS = ("core", "scoring", "adapters")
 
