@@ -119,11 +119,12 @@ def command_simulate(args: argparse.Namespace) -> int:
     from housing_platform.config.settings import HousingSettings
     from housing_platform.devtools.simulator import simulate
 
-    data_path = args.data or HousingSettings.from_env().data_path
+    settings = HousingSettings.from_env()
+    token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
     try:
         result = simulate(
-            args.url, args.scenario, args.rows, data_path=data_path, feedback=args.feedback, seed=args.seed,
-            batch_size=args.batch_size,
+            args.url, args.scenario, args.rows, data_path=args.data or settings.data_path, feedback=args.feedback,
+            seed=args.seed, batch_size=args.batch_size, token=token,
         )
     except httpx.TransportError as error:
         print(f"error: cannot reach the model server at {args.url}: {error}", file=sys.stderr)
@@ -302,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--batch-size", type=int, default=100, help="rows per request")
     simulate.add_argument("--data", default=None, help="district CSV to draw from (default: HOUSING_DATA_PATH)")
+    simulate.add_argument("--token", default=None, help="bearer token for a server that holds tokens "
+                          "(default: HOUSING_API_TOKEN)")
     simulate.set_defaults(handler=command_simulate)
 
     from housing_platform.server.server_config import DEFAULT_MODEL_URI, ServingConfig

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +78,10 @@ class HousingSettings(BaseSettings):
     capture_url: str = Field(
         "",
         description="capture store, any SQLAlchemy URL (e.g. `postgresql+psycopg2://postgres@127.0.0.1:5432/test`)",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="bearer token `housing-platform simulate` sends when the server requires one "
+        "(create it with `housing-platform token create --scope predict --scope feedback`)",
     )
     retraining: RetrainingPolicy = Field(
         default_factory=RetrainingPolicy,

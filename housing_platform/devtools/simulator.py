@@ -61,14 +61,18 @@ def simulate(
     batch_size: int = 100,
     timeout_seconds: float = 30.0,
     client=None,
+    token: str | None = None,
 ) -> SimulationResult:
-    """Send ``rows`` districts of ``scenario`` to the server at ``url`` (and their truth, with feedback)."""
+    """Send ``rows`` districts of ``scenario`` to the server at ``url`` (and their truth, with feedback),
+    with ``token`` as the bearer token when given (a server holding tokens needs one with the
+    ``predict`` scope, and ``feedback`` for the truth)."""
     import httpx
 
     traffic = make_scenario(held_out_districts(data_path), scenario, rows, seed)
     result = SimulationResult(scenario=scenario)
     own_client = client is None
-    client = client or httpx.Client(base_url=url.rstrip("/"), timeout=timeout_seconds)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    client = client or httpx.Client(base_url=url.rstrip("/"), timeout=timeout_seconds, headers=headers)
     try:
         for start in range(0, len(traffic), batch_size):
             batch = traffic.iloc[start : start + batch_size]

@@ -272,3 +272,26 @@ def test_a_capture_store_made_before_feedback_tokens_gets_the_column_and_keeps_i
     assert frame.loc[records[0].request_id, "feedback_token"] is None
     assert frame.loc[records[1].request_id, "feedback_token"] == "0badc0de"
     assert list(frame[TARGET_COLUMN]) == [200_000.0, 300_000.0]
+
+
+def test_simulate_sends_its_token_and_without_one_every_request_is_refused(secured, tokens, monkeypatch, capsys):
+    """`housing-platform simulate` against a server holding tokens: with --token (or HOUSING_API_TOKEN) every
+    predict and feedback request succeeds and the labels carry the token's id; without one, all fail with 401."""
+    from housing_platform.cli.main import EXIT_OK, EXIT_REQUESTS_FAILED, main
+    from housing_platform.config.settings import DEFAULT_DATA_PATH
+
+    running, _ = secured
+    _, secret, record = tokens
+    argv = ["simulate", "--url", running.url, "--rows", "20", "--batch-size", "10", "--feedback",
+            "--data", str(DEFAULT_DATA_PATH)]
+    before = running.state.store.count_feedback()
+
+    assert main(argv) == EXIT_REQUESTS_FAILED
+    assert "401" in capsys.readouterr().err
+    assert running.state.store.count_feedback() == before
+
+    monkeypatch.setenv("HOUSING_API_TOKEN", secret["full"])
+    assert main(argv) == EXIT_OK
+    assert running.state.store.count_feedback() == before + 20
+    labelled = running.state.store.read_captures(with_feedback=True)
+    assert (labelled["feedback_token"] == record["full"].id).sum() >= 20
