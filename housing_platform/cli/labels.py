@@ -14,23 +14,14 @@ Exit codes: 0 listed or decided; 1 refused (the batch is not held: already decid
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
+
+from housing_platform.cli.decisions import decided_by
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_NOT_FOUND = 2
 REASON_WIDTH = 110
-
-
-def _person(args: argparse.Namespace) -> str:
-    if args.by:
-        return args.by
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except (KeyError, OSError):  # no login name in a bare container
-        return "unknown"
 
 
 def _reviews():
@@ -68,7 +59,7 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
 
     reviews, store = _reviews()
     try:
-        batch = reviews.decide(args.batch, approve=approve, by=_person(args), why=args.reason)
+        batch = reviews.decide(args.batch, approve=approve, by=decided_by(args), why=args.reason)
     except BatchNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND

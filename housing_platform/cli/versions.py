@@ -17,10 +17,10 @@ registry or the version cannot be found.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 from datetime import UTC, datetime
+
+from housing_platform.cli.decisions import decided_by
 
 EXIT_DECIDED = 0
 EXIT_REFUSED = 1
@@ -28,15 +28,6 @@ EXIT_NOT_FOUND = 2
 DECIDED_BY_TAG = "decided_by"
 DECIDED_AT_TAG = "decided_at"
 DECISION_REASON_TAG = "decision_reason"
-
-
-def _person(args: argparse.Namespace) -> str:
-    if args.by:
-        return args.by
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except (KeyError, OSError):  # no login name in a bare container
-        return "unknown"
 
 
 def _pending(args: argparse.Namespace):
@@ -77,7 +68,7 @@ def _pending(args: argparse.Namespace):
 def _record(registry, version: str, status: str, args: argparse.Namespace) -> str:
     from housing_platform.adapters.mlflow_registry import APPROVAL_STATUS_TAG, PENDING_APPROVAL_ALIAS
 
-    person = _person(args)
+    person = decided_by(args)
     registry.set_tags(version, {
         APPROVAL_STATUS_TAG: status, DECIDED_BY_TAG: person, DECIDED_AT_TAG: datetime.now(UTC).isoformat(),
         DECISION_REASON_TAG: args.reason or "(none given)",
