@@ -48,6 +48,8 @@ FEATURE_FREE = {
     "training_data", "inference_log", "live_model_performance",
     # The label gate scores with the registered champion (its own files), not with this checkout's features.
     "labelled_traffic",
+    # The golden holdout is base rows chosen by the hash split and pinned; no feature code decides them.
+    "golden_holdout",
 }
 LAYERS = ("core", "scoring", "adapters")
 
