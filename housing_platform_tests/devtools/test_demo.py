@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from housing_platform.adapters.mlflow_registry import PENDING_REASON_TAG
 from housing_platform.devtools import demo, loop
 
 REQUEST = dg.RunRequest(
@@ -28,6 +29,7 @@ REQUEST = dg.RunRequest(
 @dataclass
 class Version:
     version: str
+    tags: dict = field(default_factory=dict)
 
     @property
     def model_uri(self) -> str:
@@ -40,6 +42,9 @@ class Registry:
 
     def champion(self) -> Version:
         return Version(self.versions.pop(0) if len(self.versions) > 1 else self.versions[0])
+
+    def get_version(self, version: str) -> Version:
+        return Version(version, tags={PENDING_REASON_TAG: "INLAND median +25%"})
 
 
 @dataclass
@@ -64,13 +69,15 @@ class Retraining:
     reached_gate: bool = True
     run_id: str = "r" * 32
     checks: list = field(default_factory=list)
+    held: bool = False  # registered_model_version held the new version in pending_approval (label shift)
 
     @property
     def success(self) -> bool:
         return self.reached_gate and self.gate_passed
 
     def asset_materializations_for_node(self, name: str) -> list:
-        return ["materialized"] if self.reached_gate else []
+        metadata = {"version": 2, "pending_approval": self.held}
+        return [dg.AssetMaterialization(asset_key=name, metadata=metadata)] if self.reached_gate else []
 
     def get_asset_check_evaluations(self) -> list:
         return [
@@ -112,6 +119,13 @@ def test_the_loop_is_open_when_the_gate_refuses_the_candidate(step) -> None:
     closed, verdict = step(loop.SensorTick([REQUEST], None), Retraining(gate_passed=False), Registry(["1", "1"]))
     assert not closed
     assert "the gate refused the candidate (rmse_within_limit)" in verdict and "v1 stays champion" in verdict
+
+
+def test_the_loop_is_open_when_the_new_version_waits_for_approval_and_the_verdict_says_how_to_decide(step) -> None:
+    closed, verdict = step(loop.SensorTick([REQUEST], None), Retraining(held=True), Registry(["1", "1"]))
+    assert not closed
+    assert "v2 passed the gate but its training labels shifted" in verdict and "v1 stays champion" in verdict
+    assert "housing-platform approve 2" in verdict and "reject 2" in verdict
 
 
 def test_the_loop_is_open_when_the_retraining_stops_before_the_gate(step) -> None:
