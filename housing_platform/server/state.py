@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,7 +21,7 @@ import numpy as np
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from housing_platform.adapters.capture.records import CaptureRecord
+from housing_platform.adapters.capture.records import CaptureRecord, new_request_ids
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
@@ -37,18 +35,6 @@ from housing_platform.server.server_config import ServingConfig
 logger = logging.getLogger(__name__)
 
 _BEDROOMS = NUMERIC_FEATURE_COLUMNS.index("total_bedrooms")
-
-
-def new_request_ids(n: int) -> list[str]:
-    """``n`` random UUID4s as 32-char hex, from one ``os.urandom`` call (uuid.uuid4 per row is 10× slower)."""
-    if n == 1:
-        return [uuid.uuid4().hex]
-    raw = bytearray(os.urandom(16 * n))
-    octets = np.frombuffer(raw, dtype=np.uint8).reshape(n, 16)
-    octets[:, 6] = (octets[:, 6] & 0x0F) | 0x40  # version 4
-    octets[:, 8] = (octets[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = raw.hex()
-    return [text[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -35,9 +37,18 @@ def a_capture(rows: int) -> RequestCapture:
                           latency_ms=1.0, captured_at=datetime.now(UTC))
 
 
-def test_request_ids_are_distinct_uuid4_hex():
+def test_request_ids_are_distinct_time_ordered_uuid7_hex():
+    before_ms = time.time_ns() // 1_000_000
     ids = new_request_ids(1000)
-    assert len(set(ids)) == 1000 and all(len(i) == 32 and i[12] == "4" and i[16] in "89ab" for i in ids)
+    later = new_request_ids(1)[0]
+    after_ms = time.time_ns() // 1_000_000
+
+    assert len(set(ids)) == 1000 and all(len(i) == 32 and i[12] == "7" and i[16] in "89ab" for i in ids)
+    assert all(uuid.UUID(i).version == 7 for i in ids)
+    # The first 48 bits are the Unix milliseconds of the call, so ids sort by time (the capture table's
+    # primary key grows at its right edge instead of at random leaves).
+    assert {int(i[:12], 16) for i in ids} <= set(range(before_ms, after_ms + 1))
+    assert later[:12] >= ids[0][:12]
     assert a_capture(3).rows == 3
 
 

@@ -42,7 +42,7 @@ metadata = MetaData()
 captures_table = Table(
     "captures",
     metadata,
-    Column("request_id", String, primary_key=True, comment="uuid4 hex chosen by the server"),
+    Column("request_id", String, primary_key=True, comment="UUIDv7 hex chosen by the server (time-ordered)"),
     Column("captured_at", UTCDateTime, nullable=False, index=True),
     Column("model_version", String, nullable=False),
     *(
