@@ -5,8 +5,9 @@
   :mod:`housing_platform.config.settings` describes it.
 * ``production``: the Dagster instance, MLflow tracking/registry and the capture store on
   PostgreSQL; asset values and MLflow artifacts on S3 (AWS, or any S3 API such as MinIO through
-  ``HOUSING_S3_ENDPOINT_URL``). The state folder is still used for scratch files, quarantined rows
-  and reports.
+  ``HOUSING_S3_ENDPOINT_URL``). With ``HOUSING_MLFLOW_TRACKING_URI`` the platform reaches MLflow
+  through an ``mlflow server`` over HTTP instead of its database (``config/mlflow_server.py``).
+  The state folder is still used for scratch files, quarantined rows and reports.
 
 The first half is plain Python (pydantic, SQLAlchemy URL parsing, YAML): the CLI reads it to write
 ``dagster.yaml`` and create the databases. Nothing here imports Dagster: the production resource
@@ -30,6 +31,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from housing_platform.config.dagster_yaml import PRODUCTION_NOTE, render_dagster_yaml, write_dagster_yaml
+from housing_platform.config.mlflow_server import (
+    MLFLOW_ARTIFACT_ROOT_ENV,
+    PROXIED_ARTIFACT_ROOT,
+    TrackingServerError,
+    is_tracking_server,
+    tracking_server_uri,
+)
 from housing_platform.config.settings import HousingSettings
 
 PROFILE_ENV = "HOUSING_PROFILE"
@@ -71,8 +79,17 @@ class ProductionSettings(BaseModel):
     housing: HousingSettings = Field(description="State folder (scratch files, quarantine, reports) and data file.")
     postgres_url: str = Field(description="PostgreSQL database of the Dagster instance, without password.")
     postgres_password: SecretStr | None = Field(None, description="Password of the PostgreSQL user, if any.")
-    mlflow_tracking_uri: str = Field(description="MLflow tracking and registry store.")
+    mlflow_tracking_uri: str = Field(
+        description="MLflow tracking and registry: an `mlflow server` (http://) or its PostgreSQL database."
+    )
     mlflow_artifact_root: str = Field(description="Where MLflow experiments keep their artifacts.")
+    mlflow_backend_store_uri: str = Field(
+        description="The `<db>_mlflow` database: the backend store of the profile's `mlflow server`, or the "
+        "tracking store itself when there is no server."
+    )
+    mlflow_artifacts_destination: str = Field(
+        description="Where MLflow artifacts land in the bucket (the server's `--artifacts-destination`)."
+    )
     capture_url: str = Field(description="SQLAlchemy URL of the capture store.")
     s3_bucket: str = Field(description="Bucket for asset values and MLflow artifacts.")
     s3_prefix: str = Field(DEFAULT_S3_PREFIX, description="Key prefix inside the bucket, without slashes.")
@@ -94,15 +111,24 @@ class ProductionSettings(BaseModel):
         prefix = (environ.get(S3_PREFIX_ENV) or DEFAULT_S3_PREFIX).strip("/")
         password = environ.get(POSTGRES_PASSWORD_ENV) or None
         mlflow_url = url.set(database=f"{url.database}{MLFLOW_DATABASE_SUFFIX}")
+        try:
+            server = tracking_server_uri(environ)
+        except TrackingServerError as error:
+            raise ProfileConfigurationError(str(error)) from None
+        # HOUSING_MLFLOW_TRACKING_URI (an mlflow server) first; then the embedded profile's override
+        # (MLFLOW_TRACKING_URI), so a separate MLflow database can still be chosen; then <db>_mlflow.
+        tracking = server or _normalised_override(environ.get("MLFLOW_TRACKING_URI")) or _render(mlflow_url)
+        destination = _join_s3(bucket, prefix, "mlflow")
+        # Through a tracking server, artifacts go through it too (it writes them to `destination`).
+        default_root = PROXIED_ARTIFACT_ROOT if is_tracking_server(tracking) else destination
         return cls(
             housing=housing,
             postgres_url=_render(url),
             postgres_password=SecretStr(password) if password else None,
-            # The same overrides as the embedded profile, so a separate MLflow server or capture
-            # database can still be chosen.
-            mlflow_tracking_uri=_normalised_override(environ.get("MLFLOW_TRACKING_URI")) or _render(mlflow_url),
-            mlflow_artifact_root=environ.get("HOUSING_MLFLOW_ARTIFACT_ROOT")
-            or _join_s3(bucket, prefix, "mlflow"),
+            mlflow_tracking_uri=tracking,
+            mlflow_artifact_root=environ.get(MLFLOW_ARTIFACT_ROOT_ENV) or default_root,
+            mlflow_backend_store_uri=_render(mlflow_url),
+            mlflow_artifacts_destination=destination,
             capture_url=_normalised_override(environ.get("HOUSING_CAPTURE_URL")) or _render(url),
             s3_bucket=bucket,
             s3_prefix=prefix,
@@ -219,12 +245,14 @@ def ensure_production_databases(settings: ProductionSettings) -> list[str]:
 
     created: list[str] = []
     seen: set[tuple] = set()
-    for raw in (settings.postgres_url, settings.mlflow_tracking_uri, settings.capture_url):
+    # The backend store is created even when MLflow is reached over HTTP: it is the database the
+    # profile's `mlflow server` (config/mlflow_server.py) keeps its runs and registry in.
+    for raw in (settings.postgres_url, settings.mlflow_tracking_uri, settings.mlflow_backend_store_uri, settings.capture_url):
         try:
             url = make_url(raw)
         except ArgumentError:
-            continue  # e.g. an http:// MLflow tracking server: not ours to create
-        if url.get_backend_name() != "postgresql" or not url.database:
+            continue
+        if url.get_backend_name() != "postgresql" or not url.database:  # e.g. an http:// tracking server
             continue
         server = (url.host, url.port, url.username, url.database)
         if server in seen:

@@ -1,19 +1,14 @@
 """The production profile against real services: PostgreSQL on 127.0.0.1:5432 and moto's S3 server.
 
-moto's server is started on a free loopback port for this module and stopped afterwards; every
-S3 call below is a real HTTP request to it. The PostgreSQL databases (one for Dagster and the
-capture store, one for MLflow) get unique names and are dropped afterwards. The service tests are
-skipped, with the reason, only when PostgreSQL does not answer or moto is not installed or does not
-start; the settings tests need no service.
+moto's server (``conftest.py``) runs on a free loopback port; every S3 call below is a real HTTP
+request to it. The PostgreSQL databases (one for Dagster and the capture store, one for MLflow) get
+unique names and are dropped afterwards. The service tests are skipped, with the reason, only when
+PostgreSQL does not answer or moto is not installed or does not start; the settings tests need no
+service.
 """
 
 import io
 import os
-import shutil
-import subprocess
-import sys
-import uuid
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -27,20 +22,18 @@ from housing_platform.config.profiles import (
     ProductionSettings,
     ProfileConfigurationError,
     active_profile,
-    apply_production_environment,
     dagster_yaml_for_production,
-    ensure_production_databases,
     write_production_dagster_yaml,
 )
 from housing_platform.config.settings import HousingSettings
 from housing_platform.defs.resources import production_resources
-from housing_platform.devtools.processes import free_port, stop, tcp_open, wait_until
+from housing_platform_tests.config.services import bucket_keys as shared_bucket_keys
+from housing_platform_tests.config.services import production_profile, s3_client
 from housing_platform_tests.factories import make_districts
 from housing_platform_tests.support import REGIONS, round_trip_assets
 
 S3_BUCKET = "housing-platform-test"
 S3_PREFIX = "team/housing"
-MOTO_START_SECONDS = 20.0
 
 
 def production_environ(**overrides: str) -> dict[str, str]:
@@ -123,87 +116,15 @@ def test_production_dagster_yaml_uses_postgres_and_never_stores_the_password(tmp
 # Services: PostgreSQL and moto's S3 server
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory) -> str:
-    executable = Path(sys.executable).with_name("moto_server")
-    if not executable.exists():
-        found = shutil.which("moto_server")
-        if found is None:
-            pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-        executable = Path(found)
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        try:
-            wait_until(tcp_open(port), what="moto_server", timeout_seconds=MOTO_START_SECONDS, interval_seconds=0.1,
-                       process=process, log_path=log_path)
-        except (RuntimeError, TimeoutError) as error:
-            pytest.skip(f"moto_server did not start on 127.0.0.1:{port}: {error}: {log_path.read_text()[-500:]}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process, 10)
-
-
-@pytest.fixture(scope="module")
 def production(postgres_server, moto_endpoint, tmp_path_factory):
     """HOUSING_PROFILE=production against a fresh database pair and bucket; the environment is restored after."""
-    saved = dict(os.environ)
-    database = f"housing_test_{uuid.uuid4().hex[:10]}"
     home = tmp_path_factory.mktemp("production_state")
-    data_path = home / "districts.csv"
-    make_districts(1_200).to_csv(data_path, index=False)
-    for name in (
-        "MLFLOW_TRACKING_URI", "HOUSING_MLFLOW_ARTIFACT_ROOT", "HOUSING_CAPTURE_URL", "MLFLOW_S3_ENDPOINT_URL",
-        "HOUSING_POSTGRES_PASSWORD", "PGPASSWORD", "AWS_PROFILE", "AWS_SESSION_TOKEN",
-    ):
-        os.environ.pop(name, None)
-    os.environ.update(
-        {
-            "HOUSING_PROFILE": "production",
-            "HOUSING_HOME": str(home),
-            "HOUSING_DATA_PATH": str(data_path),
-            "HOUSING_POSTGRES_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
-            "HOUSING_S3_BUCKET": S3_BUCKET,
-            "HOUSING_S3_PREFIX": S3_PREFIX,
-            "HOUSING_S3_ENDPOINT_URL": moto_endpoint,
-            "AWS_REGION": "us-east-1",
-            # moto accepts any credentials; these keep boto3 away from ~/.aws and the metadata service.
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_CONFIG_FILE": str(home / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-    )
-    settings = ProductionSettings.from_env()
-    try:
-        assert sorted(ensure_production_databases(settings)) == [database, f"{database}_mlflow"]
-        assert ensure_production_databases(settings) == []  # idempotent
-        apply_production_environment(settings)
-        s3_client().create_bucket(Bucket=S3_BUCKET)
+    with production_profile(postgres_server, moto_endpoint, home, bucket=S3_BUCKET, prefix=S3_PREFIX) as settings:
         yield settings
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        engine = create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            for name in (database, f"{database}_mlflow"):
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
-
-def s3_client():
-    import boto3
-
-    return boto3.client("s3", endpoint_url=os.environ["HOUSING_S3_ENDPOINT_URL"], region_name="us-east-1")
 
 
 def bucket_keys(prefix: str) -> set[str]:
-    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
-    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+    return shared_bucket_keys(S3_BUCKET, prefix)
 
 
 @pytest.mark.postgres
