@@ -17,6 +17,8 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from housing_platform.config.raw_source import RawSource
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_PATH = PROJECT_ROOT / "data" / "california_housing.csv"
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".housing"
@@ -63,6 +65,12 @@ class HousingSettings(BaseSettings):
         "capture store, reports",
     )
     data_path: Path = Field(DEFAULT_DATA_PATH, description="the district CSV read by `raw_housing_data`")
+    raw: RawSource = Field(
+        default_factory=RawSource,
+        description="where `raw_housing_data` reads instead of `HOUSING_DATA_PATH`: a local CSV/Parquet file, "
+        "an S3 object or a PostgreSQL table or query, one variable per setting: `HOUSING_RAW__URI`, "
+        "`HOUSING_RAW__TABLE`, `HOUSING_RAW__QUERY` (see *Raw data sources* below)",
+    )
     monitoring_start_date: str = Field(
         "2026-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="first daily partition of the monitoring assets"
     )

@@ -31,7 +31,7 @@ FOLLOWED_LAYERS = ("core", "scoring", "adapters")
 # Per asset: its own module first, then the domain modules whose code decides its value. Helpers that
 # only shape metadata (`defs.metadata`) or hash a file for lineage (`sha256_of`) are left out.
 ASSET_SOURCES: dict[str, tuple[str, ...]] = {
-    "raw_housing_data": ("defs.ingestion.assets", "core.validation"),
+    "raw_housing_data": ("defs.ingestion.assets", "adapters.raw_sources", "core.validation"),
     "validated_housing_data": ("defs.ingestion.assets", "core.validation"),
     "housing_data_profile": ("defs.ingestion.assets", "core.data_profile"),
     "training_data": ("defs.training.assets", "core.live_quality", "core.validation", "adapters.capture.store"),

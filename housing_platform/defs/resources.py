@@ -14,6 +14,7 @@ from housing_platform.config.profiles import (
     active_profile,
     apply_production_environment,
 )
+from housing_platform.config.raw_source import RawSource
 from housing_platform.config.settings import HousingSettings
 
 
@@ -22,10 +23,30 @@ class HousingStateResource(dg.ConfigurableResource):
 
     home: str = Field(description="State folder (HOUSING_HOME); every file the platform writes lives here.")
     data_path: str = Field(description="District CSV read by `raw_housing_data` (HOUSING_DATA_PATH).")
+    raw_uri: str = Field("", description="Where `raw_housing_data` reads instead (HOUSING_RAW__URI).")
+    raw_table: str = Field("", description="With a database raw source: the table (HOUSING_RAW__TABLE).")
+    raw_query: str = Field("", description="With a database raw source: the query (HOUSING_RAW__QUERY).")
+    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint for an s3:// raw source; None: boto3's own.")
+    s3_region: str | None = Field(None, description="Region for an s3:// raw source; None: boto3's own.")
 
     @classmethod
-    def from_settings(cls, settings: HousingSettings) -> "HousingStateResource":
-        return cls(home=str(settings.home), data_path=str(settings.data_path))
+    def from_settings(cls, settings: HousingSettings, **s3: str | None) -> "HousingStateResource":
+        raw = settings.raw
+        return cls(
+            home=str(settings.home), data_path=str(settings.data_path),
+            raw_uri=raw.uri, raw_table=raw.table, raw_query=raw.query, **s3,
+        )
+
+    @property
+    def raw_source(self) -> RawSource:
+        """The raw-source settings, checked again (the resource config can be edited in the launchpad)."""
+        return RawSource(uri=self.raw_uri, table=self.raw_table, query=self.raw_query)
+
+    def s3_client(self):
+        """A boto3 S3 client through dagster-aws's S3Resource (credentials from boto3's own chain)."""
+        from dagster_aws.s3 import S3Resource
+
+        return S3Resource(endpoint_url=self.s3_endpoint_url, region_name=self.s3_region).get_client()
 
     @property
     def settings(self) -> HousingSettings:
@@ -96,7 +117,9 @@ def production_resources(settings: ProductionSettings) -> dict[str, Any]:
 
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
     return {
-        "housing_state": HousingStateResource.from_settings(settings.housing),
+        "housing_state": HousingStateResource.from_settings(
+            settings.housing, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.aws_region
+        ),
         "mlflow_tracking": MLflowResource(
             tracking_uri=settings.mlflow_tracking_uri,
             artifact_root=settings.mlflow_artifact_root,

@@ -1,4 +1,4 @@
-"""Ingestion: read the district CSV and pass it through the data gate.
+"""Ingestion: read the raw districts (file, S3 or PostgreSQL) and pass them through the data gate.
 
 ``raw_housing_data`` → ``validated_housing_data`` (with four blocking checks). Nothing downstream of
 the gate runs in a run where one of its checks fails.
@@ -11,11 +11,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from housing_platform.adapters.raw_sources import read_raw_source
+from housing_platform.config.raw_source import RawSourceError
 from housing_platform.core.validation import (
     StructuralValidationError,
     UnreadableDataError,
     evaluate_data_gate,
-    read_housing_csv,
     validate_housing_frame,
 )
 from housing_platform.defs.code_versions import asset_code_version
@@ -44,26 +45,34 @@ def file_sha256(path: Path) -> str:
     tags={"stage": "ingestion"},
 )
 def raw_housing_data(context: dg.AssetExecutionContext, housing_state: HousingStateResource) -> dg.Output[pd.DataFrame]:
-    """The district CSV exactly as it is on disk: one row per 1990 California census block group.
+    """The raw districts exactly as stored: one row per 1990 California census block group.
 
-    Reads the file configured by `HOUSING_DATA_PATH` (default `data/california_housing.csv`) without
-    changing a value. Its **data version is the SHA-256 of the file**, so when the file changes, every
+    Reads the file configured by `HOUSING_DATA_PATH` (default `data/california_housing.csv`), or
+    where `HOUSING_RAW__URI` points: a local CSV/Parquet file, an `s3://` object, or a PostgreSQL
+    table (`HOUSING_RAW__TABLE`) or query (`HOUSING_RAW__QUERY`). No value is changed. Its **data
+    version is the SHA-256 of the content** (column names and values, not the bytes that carry them),
+    so the same data read from any of these gives the same version, and when the data changes every
     downstream asset shows as stale in the UI until it is rematerialized. Nothing is validated here;
     see `validated_housing_data`.
     """
-    path = Path(housing_state.data_path)
     try:
-        frame = read_housing_csv(path)
-    except UnreadableDataError as error:
+        raw = read_raw_source(housing_state.raw_source, housing_state.data_path, housing_state.s3_client)
+    except (UnreadableDataError, RawSourceError) as error:
         raise dg.Failure(description=f"Cannot read the district data: {error}", allow_retries=False) from None
-    sha = file_sha256(path)
-    context.log.info(f"Read {len(frame):,} rows × {frame.shape[1]} columns from {path} (sha256 {sha[:12]})")
+    frame, sha = raw.frame, raw.content_sha256
+    context.log.info(f"Read {len(frame):,} rows × {frame.shape[1]} columns from {raw.location} (content sha256 {sha[:12]})")
+    location = (
+        {"path": dg.MetadataValue.path(raw.location)}
+        if housing_state.raw_source.kind in (None, "file")
+        else {"source": raw.location}
+    )
     return dg.Output(
         frame,
         data_version=dg.DataVersion(sha),
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
-            "sha256": sha,
+            **location,
+            "content_sha256": sha,
+            "sha256": raw.bytes_sha256 or "none (read from a database)",
             "row_count": dg.MetadataValue.int(len(frame)),
             "column_count": dg.MetadataValue.int(frame.shape[1]),
             "preview": markdown_table(frame),
