@@ -58,6 +58,15 @@ POSTGRES_DRIVER = "postgresql+psycopg2"
 
 
 
+# Where a run's steps execute: in the run's own process (the default: TensorFlow's import is paid
+# once per run), or each step in a Kubernetes pod of its own (dagster-k8s's k8s_job_executor; needs
+# the `k8s` extra, installed in deploy/docker/user-code.Dockerfile).
+EXECUTOR_ENV = "HOUSING_EXECUTOR"
+IN_PROCESS_EXECUTOR = "in_process"
+K8S_JOB_EXECUTOR = "k8s_job"
+EXECUTORS = (IN_PROCESS_EXECUTOR, K8S_JOB_EXECUTOR)
+
+
 class ProfileConfigurationError(ValueError):
     """A profile environment variable is missing or breaks a rule; the message names both."""
 
@@ -71,6 +80,17 @@ def active_profile(environ: Mapping[str, str] | None = None) -> str:
             f"{PROFILE_ENV} must be one of {', '.join(PROFILES)}; got {environ.get(PROFILE_ENV)!r}"
         )
     return profile
+
+
+def active_executor(environ: Mapping[str, str] | None = None) -> str:
+    """``in_process`` or ``k8s_job``, from ``HOUSING_EXECUTOR`` (unset or empty means ``in_process``)."""
+    environ = os.environ if environ is None else environ
+    executor = (environ.get(EXECUTOR_ENV) or IN_PROCESS_EXECUTOR).strip().lower()
+    if executor not in EXECUTORS:
+        raise ProfileConfigurationError(
+            f"{EXECUTOR_ENV} must be one of {', '.join(EXECUTORS)}; got {environ.get(EXECUTOR_ENV)!r}"
+        )
+    return executor
 
 
 class ProductionSettings(BaseModel):

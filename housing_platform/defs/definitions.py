@@ -30,7 +30,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     from housing_platform.defs.labels import assets as labels
     from housing_platform.defs.monitoring import assets as monitoring
     from housing_platform.defs.registry import assets as registry
-    from housing_platform.defs.resources import resources_for_profile
+    from housing_platform.defs.resources import executor_for_environment, resources_for_profile
     from housing_platform.defs.serving import assets as serving
     from housing_platform.defs.serving import checks as serving_checks
     from housing_platform.defs.training import assets as training
@@ -54,7 +54,8 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
         resources=resources,
         # One process for the whole run: TensorFlow's import and the code location are paid once,
         # not once per step as with the multiprocess executor (dagster-io/dagster#25780).
-        executor=dg.in_process_executor,
+        # HOUSING_EXECUTOR=k8s_job runs each step in a pod of its own instead (deploy/, README "Deploying").
+        executor=executor_for_environment(),
     )
 
 

@@ -9,8 +9,11 @@ import dagster as dg
 from pydantic import Field
 
 from housing_platform.config.profiles import (
+    K8S_JOB_EXECUTOR,
     PRODUCTION,
     ProductionSettings,
+    ProfileConfigurationError,
+    active_executor,
     active_profile,
     apply_production_environment,
 )
@@ -137,3 +140,16 @@ def resources_for_profile(settings: HousingSettings) -> dict[str, Any]:
         apply_production_environment(production)
         return production_resources(production)
     return embedded_resources(settings)
+
+
+def executor_for_environment():
+    """The executor ``HOUSING_EXECUTOR`` names: one process per run (default), or a pod per step."""
+    if active_executor() != K8S_JOB_EXECUTOR:
+        return dg.in_process_executor
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError:
+        raise ProfileConfigurationError(
+            "HOUSING_EXECUTOR=k8s_job needs dagster-k8s: install the `k8s` extra (pip install 'housing_platform[k8s]')"
+        ) from None
+    return k8s_job_executor

@@ -185,3 +185,19 @@ def test_ecs_dagster_yaml_loads_through_dagster_instance(postgres_server, tmp_pa
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_executor_follows_housing_executor_and_refuses_unknown_names(monkeypatch):
+    import dagster as dg
+    from dagster_k8s import k8s_job_executor
+
+    from housing_platform.config.profiles import ProfileConfigurationError
+    from housing_platform.defs.resources import executor_for_environment
+
+    monkeypatch.delenv("HOUSING_EXECUTOR", raising=False)
+    assert executor_for_environment() is dg.in_process_executor
+    monkeypatch.setenv("HOUSING_EXECUTOR", "k8s_job")
+    assert executor_for_environment() is k8s_job_executor  # a pod per step on Kubernetes
+    monkeypatch.setenv("HOUSING_EXECUTOR", "celery")
+    with pytest.raises(ProfileConfigurationError, match=r"HOUSING_EXECUTOR must be one of in_process, k8s_job; got 'celery'"):
+        executor_for_environment()
