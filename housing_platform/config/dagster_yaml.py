@@ -1,9 +1,9 @@
 """The Dagster instance's ``dagster.yaml`` for each profile, rendered by one function.
 
-Both profiles share everything but the storage block: local artifacts and compute logs under
+Both profiles share everything but the storage and compute-log blocks: local artifacts under
 ``DAGSTER_HOME``, telemetry and the "new user experience" off. The embedded profile keeps runs and
-event logs in SQLite inside the state folder; the production profile in PostgreSQL
-(``profiles.dagster_yaml_for_production`` builds its storage block). The file is written only when
+event logs in SQLite and step logs in files inside the state folder; the production profile keeps
+them in PostgreSQL and the S3 bucket (``profiles.dagster_yaml_for_production`` builds both blocks). The file is written only when
 its content changes, so a running ``dagster dev`` is not disturbed by ``housing-platform init``.
 """
 
@@ -25,8 +25,15 @@ PRODUCTION_NOTE = (
 )
 
 
-def render_dagster_yaml(storage: dict[str, Any], dagster_home: str | Path, *, profile: str, storage_note: str) -> str:
-    """``dagster.yaml`` with the given ``storage`` block; everything else is the same for every profile."""
+def render_dagster_yaml(
+    storage: dict[str, Any],
+    dagster_home: str | Path,
+    *,
+    profile: str,
+    storage_note: str,
+    compute_logs: dict[str, Any] | None = None,
+) -> str:
+    """``dagster.yaml`` with the given ``storage`` block (and ``compute_logs``, local by default)."""
     home = Path(dagster_home)
     config = {
         "storage": storage,
@@ -36,7 +43,8 @@ def render_dagster_yaml(storage: dict[str, Any], dagster_home: str | Path, *, pr
             "class": "LocalArtifactStorage",
             "config": {"base_dir": str(home)},
         },
-        "compute_logs": {
+        "compute_logs": compute_logs
+        or {
             "module": "dagster._core.storage.local_compute_log_manager",
             "class": "LocalComputeLogManager",
             "config": {"base_dir": str(home / "logs")},

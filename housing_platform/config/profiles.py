@@ -55,6 +55,7 @@ DEFAULT_S3_PREFIX = "housing"
 MLFLOW_DATABASE_SUFFIX = "_mlflow"
 EXAMPLE_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/housing"
 POSTGRES_DRIVER = "postgresql+psycopg2"
+COMPUTE_LOGS_FOLDER = "compute-logs"  # step logs under s3://<bucket>/<prefix>/compute-logs
 
 
 
@@ -221,11 +222,13 @@ def _join_s3(bucket: str, *parts: str) -> str:
 
 # -- the Dagster instance ---------------------------------------------------------------------------
 def dagster_yaml_for_production(settings: ProductionSettings, dagster_home: str | Path) -> str:
-    """``dagster.yaml`` for the production profile: dagster-postgres storage, telemetry off.
+    """``dagster.yaml`` for the production profile: dagster-postgres storage, S3 compute logs, telemetry off.
 
     Runs, event logs (materializations, check evaluations) and schedules all go to the database of
     ``HOUSING_POSTGRES_URL``; query parameters of that URL (``sslmode=require`` ...) are passed on.
-    Compute logs and local artifacts stay under ``dagster_home``.
+    Step logs (stdout/stderr) go to ``s3://<bucket>/<prefix>/compute-logs`` (dagster-aws's
+    ``S3ComputeLogManager``, staged under ``<dagster_home>/logs`` while a step runs), so a run on any
+    host leaves them where every other host can read them. Local artifacts stay under ``dagster_home``.
     """
     url = make_url(settings.postgres_url)
     postgres_db: dict[str, Any] = {
@@ -239,8 +242,24 @@ def dagster_yaml_for_production(settings: ProductionSettings, dagster_home: str 
         postgres_db["password"] = {"env": POSTGRES_PASSWORD_ENV}
     if url.query:
         postgres_db["params"] = {key: value for key, value in url.query.items()}
+    compute_logs: dict[str, Any] = {
+        "bucket": settings.s3_bucket,
+        "prefix": f"{settings.s3_prefix}/{COMPUTE_LOGS_FOLDER}" if settings.s3_prefix else COMPUTE_LOGS_FOLDER,
+        "local_dir": str(Path(dagster_home) / "logs"),
+        "skip_empty_files": True,
+    }
+    if settings.s3_endpoint_url:
+        compute_logs["endpoint_url"] = settings.s3_endpoint_url
+    if settings.aws_region:
+        compute_logs["region"] = settings.aws_region
     return render_dagster_yaml(
-        {"postgres": {"postgres_db": postgres_db}}, dagster_home, profile=PRODUCTION, storage_note=PRODUCTION_NOTE
+        {"postgres": {"postgres_db": postgres_db}}, dagster_home, profile=PRODUCTION, storage_note=PRODUCTION_NOTE,
+        compute_logs={
+            # Module paths are how dagster.yaml names classes (configuration, not imports).
+            "module": "dagster_aws.s3.compute_log_manager",
+            "class": "S3ComputeLogManager",
+            "config": compute_logs,
+        },
     )
 
 

@@ -108,6 +108,9 @@ def test_production_dagster_yaml_uses_postgres_and_never_stores_the_password(tmp
         "params": {"sslmode": "require"},
         "scheme": "postgresql+psycopg2",
     }
+    assert config["compute_logs"]["class"] == "S3ComputeLogManager"
+    assert config["compute_logs"]["config"]["bucket"] == "bucket"
+    assert config["compute_logs"]["config"]["prefix"] == "housing/compute-logs"
     assert config["telemetry"] == {"enabled": False}
     assert "s3cret" not in settings.model_dump_json()  # SecretStr: not in logs or reprs either
 
@@ -207,6 +210,7 @@ def test_postgres_instance_records_ingestion_runs_and_gate_checks(production):
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert type(instance.compute_log_manager).__name__ == "S3ComputeLogManager"
         result = dg.materialize([raw_housing_data, validated_housing_data], instance=instance, resources=resources)
         assert result.success
         run_id = result.run_id
@@ -236,6 +240,9 @@ def test_postgres_instance_records_ingestion_runs_and_gate_checks(production):
         engine.dispose()
     storage = f"{S3_PREFIX}/storage/"
     assert {f"{storage}raw_housing_data.parquet", f"{storage}validated_housing_data.parquet"} <= bucket_keys(storage)
+    # The steps' logs went to the bucket too (S3ComputeLogManager), not only to this host's disk.
+    logs = bucket_keys(f"{S3_PREFIX}/compute-logs/")
+    assert any(run_id in key for key in logs), sorted(logs)[:10]
 
 
 @pytest.mark.postgres
