@@ -111,6 +111,10 @@ class ProductionSettings(BaseModel):
     mlflow_artifacts_destination: str = Field(
         description="Where MLflow artifacts land in the bucket (the server's `--artifacts-destination`)."
     )
+    mlflow_ui_url: str = Field(
+        description="Base of the MLflow links in Dagster metadata: the tracking server itself unless "
+        "HOUSING_MLFLOW_UI_URL says otherwise."
+    )
     capture_url: str = Field(description="SQLAlchemy URL of the capture store.")
     s3_bucket: str = Field(description="Bucket for asset values and MLflow artifacts.")
     s3_prefix: str = Field(DEFAULT_S3_PREFIX, description="Key prefix inside the bucket, without slashes.")
@@ -150,6 +154,9 @@ class ProductionSettings(BaseModel):
             mlflow_artifact_root=environ.get(MLFLOW_ARTIFACT_ROOT_ENV) or default_root,
             mlflow_backend_store_uri=_render(mlflow_url),
             mlflow_artifacts_destination=destination,
+            mlflow_ui_url=housing.mlflow_ui_url
+            if "mlflow_ui_url" in housing.model_fields_set or not is_tracking_server(tracking)
+            else tracking,
             capture_url=_normalised_override(environ.get("HOUSING_CAPTURE_URL")) or _render(url),
             s3_bucket=bucket,
             s3_prefix=prefix,

@@ -126,7 +126,7 @@ def production_resources(settings: ProductionSettings) -> dict[str, Any]:
         "mlflow_tracking": MLflowResource(
             tracking_uri=settings.mlflow_tracking_uri,
             artifact_root=settings.mlflow_artifact_root,
-            ui_url=settings.housing.mlflow_ui_url,
+            ui_url=settings.mlflow_ui_url,
         ),
         "capture_store": CaptureStoreResource(url=settings.capture_url),
         "io_manager": ParquetJsonIOManager(base_dir=settings.storage_uri, s3=s3),

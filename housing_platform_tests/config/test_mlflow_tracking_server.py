@@ -45,6 +45,7 @@ def test_tracking_server_setting_routes_mlflow_over_http_with_proxied_artifacts(
     # The server's own stores: the <db>_mlflow database and the bucket, as without a server.
     assert settings.mlflow_backend_store_uri == "postgresql+psycopg2://postgres@127.0.0.1:5432/housing_mlflow"
     assert settings.mlflow_artifacts_destination == "s3://bucket/housing/mlflow"
+    assert settings.mlflow_ui_url == "http://mlflow.internal:5000"  # the server is the UI the links open
     assert mlflow_server_command(
         settings.mlflow_backend_store_uri, settings.mlflow_artifacts_destination, host="0.0.0.0", port=5000
     ) == [
@@ -62,6 +63,12 @@ def test_tracking_server_setting_routes_mlflow_over_http_with_proxied_artifacts(
     without = ProductionSettings.from_env(housing, production_environ())
     assert without.mlflow_tracking_uri == without.mlflow_backend_store_uri  # no server: the database itself
     assert without.mlflow_artifact_root == "s3://bucket/housing/mlflow"
+    assert without.mlflow_ui_url == housing.mlflow_ui_url
+
+    chosen_ui = HousingSettings(home=tmp_path, data_path=tmp_path / "d.csv", mlflow_ui_url="https://mlflow.example.com")
+    assert ProductionSettings.from_env(
+        chosen_ui, production_environ(HOUSING_MLFLOW_TRACKING_URI="http://mlflow.internal:5000")
+    ).mlflow_ui_url == "https://mlflow.example.com"
 
 
 @pytest.mark.parametrize(
