@@ -31,7 +31,8 @@ def yaml_documents(path: Path) -> list[dict]:
 def test_every_yaml_file_under_deploy_parses():
     files = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
     assert {path.relative_to(DEPLOY).as_posix() for path in files} >= {
-        "helm/dagster-values.yaml", "k8s/model-server.yaml", "monitoring/prometheus.yml", "ecs/dagster.yaml",
+        "helm/dagster-values.yaml", "k8s/model-server.yaml", "k8s/mlflow-server.yaml", "monitoring/prometheus.yml",
+        "ecs/dagster.yaml",
     }
     for path in files:
         assert yaml_documents(path), f"{path} is empty"
@@ -55,6 +56,28 @@ def test_model_server_manifests_validate_against_the_kubernetes_schemas():
     assert pod["securityContext"]["runAsNonRoot"] is True
     secrets = {volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume}
     assert secrets == {"housing-model-server-tokens"}  # the API tokens come from a Secret, not the image
+
+
+def test_mlflow_server_manifest_validates_and_runs_the_command_the_profile_renders():
+    import kubernetes_validate
+
+    from housing_platform.config.mlflow_server import MLFLOW_SERVER_ENVIRONMENT, mlflow_server_command
+
+    documents = yaml_documents(DEPLOY / "k8s" / "mlflow-server.yaml")
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    value = dict(zip(command, command[1:]))
+    rendered = mlflow_server_command(
+        value["--backend-store-uri"], value["--artifacts-destination"], host=value["--host"],
+        port=int(value["--port"]), workers=int(value["--workers"]),
+    )
+    assert command[: len(rendered)] == rendered  # then only --allowed-hosts, for the Service's names
+    assert value["--backend-store-uri"].endswith("_mlflow")
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert MLFLOW_SERVER_ENVIRONMENT.items() <= env.items()
 
 
 def test_kubernetes_schema_validation_rejects_a_misspelled_field():
