@@ -64,6 +64,8 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
         "defs.registry.assets",
         "defs.registry.checks",
         "core.label_shift",
+        "core.rollout",
+        "adapters.alias_moves",
         "scoring.verification",
         "scoring.batch",
         "core.splits",
