@@ -86,6 +86,10 @@ class RolloutConfig(BaseModel):
     min_p99_latency_ms: float = Field(
         5.0, description="p99 latencies below this are never a reason to reject or roll back (timer noise)."
     )
+    min_latency_requests: int = Field(
+        100, description="Requests each model needs before its p99 latency is judged (one slow cold request "
+        "is not a p99)."
+    )
     max_wait_days: float = Field(7.0, description="A challenger still undecided after this many days is rejected.")
     rollback_margin: float = Field(
         0.05,
@@ -155,7 +159,8 @@ class Operations:
 
     rows: int  # rows it was asked to score
     errors: int  # of those, rows that failed (5xx)
-    p99_latency_ms: float
+    p99_latency_ms: float  # over requests (a request's rows share its latency)
+    requests: int = 0  # requests the p99 is taken over
 
     @property
     def error_rate(self) -> float:
@@ -327,7 +332,8 @@ def _operations_problem(champion: Operations, challenger: Operations, config: Ro
         return (f"{who} error rate {challenger.error_rate:.2%} ({challenger.errors:,} of {challenger.rows:,} rows) "
                 f"above the limit {config.max_error_rate:.2%}")
     limit = max(config.min_p99_latency_ms, config.max_p99_latency_ratio * champion.p99_latency_ms)
-    if challenger.rows and champion.rows and challenger.p99_latency_ms > limit:
+    judged = min(challenger.requests, champion.requests) >= config.min_latency_requests
+    if judged and challenger.p99_latency_ms > limit:
         return (f"{who} p99 latency {challenger.p99_latency_ms:.2f} ms above {limit:.2f} ms "
                 f"({config.max_p99_latency_ratio:g}x {other}'s {champion.p99_latency_ms:.2f} ms)")
     return None

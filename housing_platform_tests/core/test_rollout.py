@@ -24,7 +24,7 @@ from housing_platform.core.rollout import (
 )
 
 CATEGORIES = np.array(["<1H OCEAN", "INLAND", "NEAR OCEAN", "NEAR BAY"])
-HEALTHY = Operations(rows=10_000, errors=0, p99_latency_ms=2.0)
+HEALTHY = Operations(rows=10_000, errors=0, p99_latency_ms=2.0, requests=10_000)
 
 
 def rows(n: int, seed: int) -> pd.DataFrame:
@@ -112,8 +112,10 @@ def test_error_rate_and_p99_latency_reject_before_quality():
     comparison = compare_paired(paired(1_000, 50_000, 40_000))
     failing = Operations(rows=1_000, errors=50, p99_latency_ms=2.0)
     assert "error rate 5.00%" in rollout_decision(comparison, HEALTHY, failing, 1).reason
-    slow = Operations(rows=1_000, errors=0, p99_latency_ms=40.0)
+    slow = Operations(rows=1_000, errors=0, p99_latency_ms=40.0, requests=1_000)
     assert rollout_decision(comparison, HEALTHY, slow, 1).outcome == REJECT
+    one_cold_request = Operations(rows=1_000, errors=0, p99_latency_ms=40.0, requests=1)
+    assert rollout_decision(comparison, HEALTHY, one_cold_request, 1).outcome == PROMOTE
 
 
 def test_rollback_when_the_new_champion_is_worse_than_previous_on_the_same_kind_of_rows():

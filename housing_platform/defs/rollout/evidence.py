@@ -63,7 +63,9 @@ def model_rows(frame: pd.DataFrame, version: str) -> pd.DataFrame:
 
 
 def operations(frame: pd.DataFrame, version: str) -> Operations:
-    """Rows answered and p99 latency from the captures (a failed request is never captured: errors 0 here)."""
+    """Rows answered and p99 latency over requests from the captures (a request's rows share one capture time
+    and latency; a failed request is never captured, so errors are 0 here: the server's /metrics count them)."""
     rows = answered_by(frame, version)
-    p99 = float(np.percentile(rows["latency_ms"].to_numpy(dtype=float), 99)) if len(rows) else 0.0
-    return Operations(rows=len(rows), errors=0, p99_latency_ms=p99)
+    requests = rows.drop_duplicates(["captured_at", "latency_ms"]) if len(rows) else rows
+    p99 = float(np.percentile(requests["latency_ms"].to_numpy(dtype=float), 99)) if len(requests) else 0.0
+    return Operations(rows=len(rows), errors=0, p99_latency_ms=p99, requests=len(requests))
