@@ -214,8 +214,10 @@ class ModelManager:
             refusal = self._refusal if self._refusal is not None and self._refusal.version == version else None
             if refusal is not None and self._clock() < refusal.next_attempt:
                 return False  # refused before and still backing off: no reload, no log line
-            try:
-                served = self._load(version)
+            rollout = self.challenger.current if self.challenger is not None else None
+            try:  # a promoted challenger is already loaded and verified: swap to it without loading again
+                served = rollout.served if rollout is not None and rollout.served.version == version \
+                    else self._load(version)
             except Exception as error:  # noqa: BLE001 - any failure keeps the old version serving
                 self._refuse(version, error, refusal.attempts + 1 if refusal is not None else 1)
                 return False

@@ -182,7 +182,9 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "version is loading, or was refused: the error, the attempt and when it is tried again). "
             "Degraded: when no version could be loaded and `fallback_on_no_model` is on, 200 with `\"degraded\": true` "
             "and `model_version` `fallback` — predictions come from the heuristic baseline, each flagged "
-            "`\"fallback\": true` (a load balancer keeps sending traffic; switch the fallback off to get 503 instead)."
+            "`\"fallback\": true` (a load balancer keeps sending traffic; switch the fallback off to get 503 instead). "
+            "During a safe rollout: `challenger_version`, `rollout` (shadow | canary), `rollout_share` and, when the "
+            "challenger could not be loaded, `challenger_problem` (the champion then answers alone)."
         ),
         tags=["operations"],
         responses={503: {"model": MessageResponse, "description": "No model loaded yet."}},
