@@ -41,13 +41,14 @@ REJECTED_REASON_TAG = "rejected_reason"
 ROLLED_BACK_REASON_TAG = "rolled_back_reason"
 EVENT_TAG_PREFIX = "alias_event_"
 CHALLENGE, SET_ROLLOUT, PROMOTE, REJECT, ROLLBACK = "challenge", "set_rollout", "promote", "reject", "rollback"
+HOLD = "hold"  # a version that passed the gate on shifted labels waits under pending_approval
 
 
 @dataclass(frozen=True)
 class AliasEvent:
     """One alias move: what moved where, who moved it, why, and the numbers it rested on."""
 
-    action: str  # CHALLENGE | SET_ROLLOUT | PROMOTE | REJECT | ROLLBACK
+    action: str  # CHALLENGE | SET_ROLLOUT | PROMOTE | REJECT | ROLLBACK | HOLD
     alias: str
     version: str  # the version the alias now names (for REJECT: the version it was removed from)
     replaced: str | None  # the version the alias named before (None if none)
@@ -71,6 +72,13 @@ def _record(registry: ModelRegistry, event: AliasEvent, *versions: str | None) -
     for version in dict.fromkeys(v for v in versions if v):
         registry.set_tags(version, {key: text})
     return stamped
+
+
+def record_move(registry: ModelRegistry, action: str, alias: str, version: str, replaced: str | None, by: str,
+                reason: str, evidence: dict | None = None) -> AliasEvent:
+    """Record a move made elsewhere (``hold_for_approval``, a rejected pending version) as an alias event."""
+    return _record(registry, AliasEvent(action, alias, str(version), replaced, by, reason, evidence or {}),
+                   version, replaced)
 
 
 def rollout_of(version: RegisteredVersion) -> tuple[str, float | None]:

@@ -120,6 +120,11 @@ def command_reject(args: argparse.Namespace) -> int:
         return found
     registry, version = found
     person = _record(registry, version.version, "rejected", args)
+    from housing_platform.adapters.alias_moves import REJECT, record_move
+    from housing_platform.adapters.mlflow_registry import PENDING_APPROVAL_ALIAS
+
+    record_move(registry, REJECT, PENDING_APPROVAL_ALIAS, version.version, version.version, f"cli {person}",
+                args.reason or "rejected after a label shift")
     champion = registry.champion()
     print(f"version {version.version} rejected by {person}; champion stays "
           + (f"v{champion.version}" if champion else "unset"))

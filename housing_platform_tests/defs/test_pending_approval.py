@@ -191,7 +191,15 @@ def test_the_label_shift_check_is_registered_with_its_defaults(platform: Platfor
 
 
 def test_with_rollout_canary_a_passing_version_becomes_challenger_and_every_move_is_recorded(platform: Platform) -> None:
-    from housing_platform.adapters.alias_moves import CHALLENGE, PROMOTE, ROLLOUT_SHARE_TAG, ROLLOUT_TAG, alias_history
+    from housing_platform.adapters.alias_moves import (
+        CHALLENGE,
+        HOLD,
+        PROMOTE,
+        REJECT,
+        ROLLOUT_SHARE_TAG,
+        ROLLOUT_TAG,
+        alias_history,
+    )
 
     assert platform.registry.champion().version == "4", "runs after the automatic promotion of version 4"
     canary = {**RUN_CONFIG, "ops": {**RUN_CONFIG["ops"],
@@ -203,7 +211,8 @@ def test_with_rollout_canary_a_passing_version_becomes_challenger_and_every_move
     materialization = result.asset_materializations_for_node("registered_model_version")[0]
     assert materialization.metadata["challenger"].value is True and materialization.metadata["promoted"].value is False
     moves = [(e.action, e.version, e.by.split(" ")[0]) for e in alias_history(platform.registry)]
-    # v1 and v4 promoted by the pipeline (rollout=direct, the default), v3 approved by a person, v5 challenger.
-    assert moves == [(PROMOTE, "1", "dagster"), (PROMOTE, "3", "cli"), (PROMOTE, "4", "dagster"),
-                     (CHALLENGE, "5", "dagster")]
+    # v1 promoted by the pipeline (rollout=direct, the default); v2 held, then rejected by a person; v3 held,
+    # then approved by a person; v4 promoted by the pipeline again; v5 challenger.
+    assert moves == [(PROMOTE, "1", "dagster"), (HOLD, "2", "dagster"), (REJECT, "2", "cli"), (HOLD, "3", "dagster"),
+                     (PROMOTE, "3", "cli"), (PROMOTE, "4", "dagster"), (CHALLENGE, "5", "dagster")]
     assert alias_history(platform.registry)[-1].by == f"dagster run {result.run_id}"

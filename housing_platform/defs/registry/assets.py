@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from housing_platform.adapters.alias_moves import CHALLENGER_ALIAS, record_direct_promotion, start_rollout
+from housing_platform.adapters.alias_moves import (
+    CHALLENGER_ALIAS,
+    HOLD,
+    record_direct_promotion,
+    record_move,
+    start_rollout,
+)
 from housing_platform.adapters.mlflow_registry import (
     CHAMPION_ALIAS,
     FAST_PATH_REASON_TAG,
@@ -148,7 +154,10 @@ def registered_model_version(
     label_shift = evaluation_report.get("label_shift") or {}
     held = verdict.passed and config.promote and bool(label_shift.get("shifted"))
     if held:
-        registry.hold_for_approval(version.version, label_shift["reason"])
+        superseded = registry.hold_for_approval(version.version, label_shift["reason"])
+        record_move(registry, HOLD, PENDING_APPROVAL_ALIAS, version.version,
+                    superseded.version if superseded else None, f"dagster run {context.run.run_id}",
+                    label_shift["reason"])
         context.log.warning(f"version {version.version} waits in '{PENDING_APPROVAL_ALIAS}': {label_shift['reason']}")
     passed = verdict.passed and config.promote and not held
     champion_before = registry.champion()
