@@ -8,7 +8,7 @@ from housing_platform.defs.config_fields import field_from
 
 DECISION_FIELDS = ("min_labelled_rows", "non_inferiority_margin", "confidence", "power", "bootstrap_resamples",
                    "seed", "max_slice_regression", "min_slice_rows", "max_error_rate", "max_p99_latency_ratio",
-                   "min_p99_latency_ms", "max_wait_days", "rollback_margin", "baking_hours")
+                   "min_p99_latency_ms", "min_latency_requests", "max_wait_days", "rollback_margin", "baking_hours")
 
 
 class ChallengerComparisonConfig(dg.Config):
@@ -25,6 +25,7 @@ class ChallengerComparisonConfig(dg.Config):
     max_error_rate: float = field_from(RolloutConfig, "max_error_rate")
     max_p99_latency_ratio: float = field_from(RolloutConfig, "max_p99_latency_ratio")
     min_p99_latency_ms: float = field_from(RolloutConfig, "min_p99_latency_ms")
+    min_latency_requests: int = field_from(RolloutConfig, "min_latency_requests")
     max_wait_days: float = field_from(RolloutConfig, "max_wait_days")
     rollback_margin: float = field_from(RolloutConfig, "rollback_margin")
     baking_hours: float = field_from(RolloutConfig, "baking_hours")
