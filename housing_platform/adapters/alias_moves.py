@@ -82,10 +82,13 @@ def record_move(registry: ModelRegistry, action: str, alias: str, version: str, 
 
 
 def rollout_of(version: RegisteredVersion) -> tuple[str, float | None]:
-    """(mode, share) a challenger carries; a version without valid tags is served as a shadow (safe)."""
+    """(mode, share) a challenger carries; a version without valid tags (or tagged direct, which a challenger
+    cannot be) is served as a shadow: it answers nobody until a person or the comparison says so."""
     try:
         mode = validate_mode(version.tags.get(ROLLOUT_TAG, ""))
     except ValueError:
+        return "shadow", None
+    if mode == DIRECT:
         return "shadow", None
     try:
         share = validate_share(version.tags[ROLLOUT_SHARE_TAG]) if ROLLOUT_SHARE_TAG in version.tags else None
