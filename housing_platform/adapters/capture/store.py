@@ -30,9 +30,9 @@ from housing_platform.adapters.capture.errors import (
     UnknownRequestIds,
     is_transient,
 )
+from housing_platform.adapters.capture.migrations import add_missing_capture_columns
 from housing_platform.adapters.capture.records import CaptureRecord, FeedbackReceipt, record_params
 from housing_platform.adapters.capture.sqlite_file import SqliteFileWatch
-from housing_platform.adapters.capture.migrations import add_missing_capture_columns
 from housing_platform.adapters.capture.tables import captures_table, feedback_table, metadata
 from housing_platform.core.schema import NUMERIC_FEATURE_COLUMNS, TARGET_COLUMN
 
