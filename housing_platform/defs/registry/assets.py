@@ -108,6 +108,8 @@ def registered_model_version(
     """
     from housing_platform.core import model as keras_model
 
+    # A mistyped rollout fails the run here, naming the field, before anything is registered.
+    RolloutConfig(mode=config.rollout, share=config.rollout_share)
     registry = mlflow_tracking.registry()
     train = housing_splits[housing_splits[SPLIT_COLUMN] == "train"]
     reference = train.sample(n=min(config.reference_rows, len(train)), random_state=0).reset_index(drop=True)
