@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     from housing_platform.cli import versions
 
     versions.add_parser(commands)  # approve | reject a version held in pending_approval
+    from housing_platform.cli import rollout
+
+    rollout.add_parser(commands)  # rollout set | show, rollback (safe rollout)
     return parser
 
 

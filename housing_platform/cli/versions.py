@@ -104,6 +104,10 @@ def command_approve(args: argparse.Namespace) -> int:
         write_fallback_baseline(HousingSettings.from_env().fallback_baseline_path,
                                 {**baseline, "model_version": version.version})
     person = _record(registry, version.version, "approved", args)
+    from housing_platform.adapters.alias_moves import record_direct_promotion
+
+    record_direct_promotion(registry, version.version, previous.version if previous else None, f"cli {person}",
+                            args.reason or "approved after a label shift")
     print(f"version {version.version} approved by {person}: it is champion"
           + (f" (v{previous.version} is previous)" if previous else "")
           + f". It was held because: {version.tags.get(PENDING_REASON_TAG, 'no reason recorded')}")
@@ -116,6 +120,11 @@ def command_reject(args: argparse.Namespace) -> int:
         return found
     registry, version = found
     person = _record(registry, version.version, "rejected", args)
+    from housing_platform.adapters.alias_moves import REJECT, record_move
+    from housing_platform.adapters.mlflow_registry import PENDING_APPROVAL_ALIAS
+
+    record_move(registry, REJECT, PENDING_APPROVAL_ALIAS, version.version, version.version, f"cli {person}",
+                args.reason or "rejected after a label shift")
     champion = registry.champion()
     print(f"version {version.version} rejected by {person}; champion stays "
           + (f"v{champion.version}" if champion else "unset"))

@@ -64,6 +64,8 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
         "defs.registry.assets",
         "defs.registry.checks",
         "core.label_shift",
+        "core.rollout",
+        "adapters.alias_moves",
         "scoring.verification",
         "scoring.batch",
         "core.splits",
@@ -82,6 +84,9 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     "inference_log": ("defs.monitoring.assets", "core.live_quality", "adapters.capture.store"),
     "drift_report": ("defs.monitoring.assets", "core.drift", "adapters.mlflow_registry"),
     "live_model_performance": ("defs.monitoring.assets", "core.live_quality", "adapters.mlflow_registry"),
+    "challenger_comparison": ("defs.rollout.assets", "defs.rollout.checks", "defs.rollout.evidence", "core.rollout",
+                              "adapters.alias_moves", "adapters.mlflow_registry"),
+    "alias_history": ("defs.rollout.assets", "adapters.alias_moves", "adapters.mlflow_registry"),
 }
 
 

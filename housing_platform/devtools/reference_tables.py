@@ -32,6 +32,7 @@ DEFAULTS_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "live-quality": ("housing_platform.core.live_quality:QualityLimits", ()),
     "labels": ("housing_platform.core.label_consistency:LabelGateLimits", ()),
     "retraining": ("housing_platform.config.settings:RetrainingPolicy", ()),
+    "rollout": ("housing_platform.core.rollout:RolloutConfig", ()),
     "serving": ("housing_platform.server.server_config:ServingConfig", ("tracking_uri", "artifact_root", "capture_url")),
 }
 

@@ -101,6 +101,11 @@ class PredictResponse(BaseModel):
         False, description="Present and true only when no version could be loaded and the heuristic baseline "
         "(median per ocean_proximity) answered; model_version is then `fallback`.",
     )
+    model_versions: list[str] | None = Field(
+        None, description="Present only during a canary rollout: the version that answered each instance "
+        "(the champion's or the challenger's), in order. Rows are routed by a stable hash of the header "
+        "`X-Routing-Key` when sent (all rows of the request together), else of each row's features.",
+    )
 
 
 class FeedbackResponse(BaseModel):

@@ -19,6 +19,10 @@ first wait is ``refused_load_backoff_seconds``, doubling after each failed attem
 ``refused_load_backoff_max_seconds`` (:class:`~housing_platform.server.server_config.ServingConfig`).
 Polling the alias stays cheap and goes on: when the alias moves, the new target is tried at once.
 :meth:`ModelManager.status` says what is served, what the alias points to and why they differ.
+
+Following ``champion``, the manager also polls the ``challenger`` alias of a safe rollout after each
+poll (:class:`~housing_platform.server.challenger.ChallengerFollower`), loading it through the same
+verified loader.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from housing_platform.scoring.errors import SkewError, UnsupportedModelError
 from housing_platform.scoring.integrity import ArtifactIntegrityError
 from housing_platform.scoring.scorer import FastScorer
 from housing_platform.scoring.verification import load_fast_scorer
+from housing_platform.server.challenger import ChallengerFollower
 from housing_platform.server.server_config import serving_default
 
 logger = logging.getLogger(__name__)
@@ -131,6 +136,7 @@ class ModelManager:
         on_loaded: Callable[[ServedModel, ServedModel | None], None] | None = None,
         on_failure: Callable[[Exception, Refusal | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        follow_challenger: bool = False,
     ):
         self.reference = ModelReference.parse(model_uri)
         self._registry_factory = registry_factory
@@ -152,6 +158,7 @@ class ModelManager:
         self._stop = threading.Event()
         self._poll_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.challenger = ChallengerFollower(self._load, backoff_seconds, clock) if follow_challenger else None
 
     @property
     def current(self) -> ServedModel | None:
@@ -207,8 +214,10 @@ class ModelManager:
             refusal = self._refusal if self._refusal is not None and self._refusal.version == version else None
             if refusal is not None and self._clock() < refusal.next_attempt:
                 return False  # refused before and still backing off: no reload, no log line
-            try:
-                served = self._load(version)
+            rollout = self.challenger.current if self.challenger is not None else None
+            try:  # a promoted challenger is already loaded and verified: swap to it without loading again
+                served = rollout.served if rollout is not None and rollout.served.version == version \
+                    else self._load(version)
             except Exception as error:  # noqa: BLE001 - any failure keeps the old version serving
                 self._refuse(version, error, refusal.attempts + 1 if refusal is not None else 1)
                 return False
@@ -221,6 +230,13 @@ class ModelManager:
             if self._on_loaded is not None:
                 self._on_loaded(served, previous)
             return True
+
+    def poll_challenger(self) -> None:
+        """Follow the ``challenger`` alias and its rollout (only while a champion is served)."""
+        current = self._current
+        if self.challenger is not None and self.registry is not None and current is not None:
+            with self._poll_lock:
+                self.challenger.poll(self.registry, current.version)
 
     def _resolve(self) -> str | None:
         """The version the reference names now; None (logged when the error is new) if the registry fails."""
@@ -282,6 +298,7 @@ class ModelManager:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.check_now()
+            self.poll_challenger()
             if self._current is None:
                 wait = self.load_retry_seconds
             elif self.follows_alias and self.poll_interval_seconds > 0:

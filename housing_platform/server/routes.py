@@ -40,6 +40,7 @@ ROUTES = (PREDICT_ROUTE, FEEDBACK_ROUTE, "/health", "/ready", "/metrics", "/docs
 SCOPES_BY_ROUTE = {PREDICT_ROUTE: SCOPE_PREDICT, FEEDBACK_ROUTE: SCOPE_FEEDBACK, "/metrics": SCOPE_ADMIN}
 BYTES_PER_ROW = 256  # a JSON instance is ~230 bytes: the inline/worker-thread cut-off in body size
 FEEDBACK_CAPTURE_WAIT_SECONDS = 2.0
+ROUTING_KEY_HEADER = "X-Routing-Key"  # canary: rows of requests with the same key go to the same model
 
 
 def json_response(status: int, body, headers: dict[str, str] | None = None) -> Response:
@@ -100,12 +101,15 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         served = state.serving()  # the loaded version, or the fallback baseline when none could be loaded
         if served is None:
             return json_response(503, {"detail": _not_ready_message(state)})
+        rollout = state.rollout(served)  # a challenger beside the champion (shadow | canary), or None
+        routing_key = request.headers.get(ROUTING_KEY_HEADER) if rollout is not None else None
         try:
             body = await read_body(request, config.max_body_bytes)
             if len(body) > inline_bytes:
-                content, capture = await run_in_threadpool(state.score_body, body, served, started)
+                content, capture = await run_in_threadpool(state.score_body, body, served, started, routing_key,
+                                                           rollout)
             else:
-                content, capture = state.score_body(body, served, started)
+                content, capture = state.score_body(body, served, started, routing_key, rollout)
         except RequestError as error:
             if error.status == 422:
                 state.metrics.rows_rejected.inc(error.rows)
@@ -178,7 +182,9 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "version is loading, or was refused: the error, the attempt and when it is tried again). "
             "Degraded: when no version could be loaded and `fallback_on_no_model` is on, 200 with `\"degraded\": true` "
             "and `model_version` `fallback` — predictions come from the heuristic baseline, each flagged "
-            "`\"fallback\": true` (a load balancer keeps sending traffic; switch the fallback off to get 503 instead)."
+            "`\"fallback\": true` (a load balancer keeps sending traffic; switch the fallback off to get 503 instead). "
+            "During a safe rollout: `challenger_version`, `rollout` (shadow | canary), `rollout_share` and, when the "
+            "challenger could not be loaded, `challenger_problem` (the champion then answers alone)."
         ),
         tags=["operations"],
         responses={503: {"model": MessageResponse, "description": "No model loaded yet."}},
@@ -193,6 +199,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "mismatch_reason": status.reason,
             "alias_checked_at": status.checked_at.isoformat() if status.checked_at else None,
             "next_load_attempt_at": status.refusal.next_attempt_at.isoformat() if status.refusal else None,
+            **_rollout_status(state),
         }
         if served is None and state.fallback_in_use():
             return json_response(200, {
@@ -228,6 +235,20 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/", include_in_schema=False)
     async def root() -> Response:
         return RedirectResponse("/docs")
+
+
+def _rollout_status(state: ServerState) -> dict:
+    """The challenger served beside the champion (safe rollout), or why the alias's version is not."""
+    follower = state.manager.challenger
+    if follower is None:
+        return {}
+    rollout = follower.current
+    return {
+        "challenger_version": rollout.served.version if rollout else None,
+        "rollout": rollout.mode if rollout else None,
+        "rollout_share": rollout.share if rollout else None,
+        "challenger_problem": follower.problem,
+    }
 
 
 def _not_ready_message(state: ServerState) -> str:

@@ -24,12 +24,15 @@ from starlette.concurrency import run_in_threadpool
 from housing_platform.adapters.capture.records import CaptureRecord, new_request_ids
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
+from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS
+from housing_platform.adapters.model_uri import ModelReference
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
 from housing_platform.scoring.errors import ScoringError
 from housing_platform.scoring.fallback import FALLBACK_VERSION, FallbackScorer
 from housing_platform.server.metrics import ServingMetrics
 from housing_platform.server.model_manager import ModelManager, Refusal, ServedModel, ServingStatus
 from housing_platform.server.requests import Instances, RequestError, parse_instances, parse_json
+from housing_platform.server.rollout_scoring import score_routed, shadow_predictions
 from housing_platform.server.server_config import ServingConfig
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ class RequestCapture:
     request_ids: list[str]
     latency_ms: float
     captured_at: datetime
+    model_versions: list[str] | None = None  # canary: the version that answered each row
+    shadow: ServedModel | None = None  # shadow: the challenger that scores the rows with the capture
 
     @property
     def rows(self) -> int:
@@ -89,6 +94,7 @@ class ServerState:
             backoff_max_seconds=config.refused_load_backoff_max_seconds,
             on_loaded=self._on_loaded,
             on_failure=self._on_failure,
+            follow_challenger=ModelReference.parse(config.model_uri).alias == CHAMPION_ALIAS,
             **kwargs,
         )
 
@@ -184,11 +190,18 @@ class ServerState:
 
     # -- the predict path -------------------------------------------------------------------------
 
-    def score_body(self, body: bytes, served: ServedModel, started: float) -> tuple[bytes, RequestCapture]:
-        """Parse, validate and score; returns the response body and what the capture needs."""
+    def rollout(self, served: ServedModel):
+        """The challenger served beside ``served`` (an ActiveRollout), or None; read once per request."""
+        challenger = self.manager.challenger
+        return challenger.current if challenger is not None and served is not self.fallback else None
+
+    def score_body(self, body: bytes, served: ServedModel, started: float,
+                   routing_key: str | None = None, rollout=None) -> tuple[bytes, RequestCapture]:
+        """Parse, validate and score (with the challenger too during a rollout, see ``rollout_scoring.py``);
+        returns the response body and what the capture needs."""
         instances = parse_instances(parse_json(body), self.config.max_rows_per_request)
-        scorer = served.scorer
-        predictions = scorer.score_arrays(instances.numeric, scorer.category_codes(instances.categories))
+        routed = score_routed(instances, served, rollout, routing_key)
+        predictions = routed.predictions
         if not np.isfinite(predictions).all():
             bad = np.flatnonzero(~np.isfinite(predictions)).tolist()
             raise RequestError.invalid(
@@ -206,8 +219,11 @@ class ServerState:
         answer = {"predictions": predictions, "model_version": served.version, "request_ids": request_ids}
         if served.version == FALLBACK_VERSION:  # no model could be loaded: the heuristic baseline answered
             answer["fallback"] = True
+        if routed.model_versions is not None:
+            answer["model_versions"] = routed.model_versions
         content = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-        return content, RequestCapture(served, instances, predictions, request_ids, latency_ms, datetime.now(UTC))
+        return content, RequestCapture(served, instances, predictions, request_ids, latency_ms, datetime.now(UTC),
+                                       routed.model_versions, routed.shadow)
 
     # -- capture, after the response --------------------------------------------------------------
 
@@ -310,9 +326,12 @@ class ServerState:
         bedrooms = columns[_BEDROOMS]
         if any(v != v for v in bedrooms):  # NaN -> None: a null, not a number, in the store
             columns[_BEDROOMS] = [None if v != v else v for v in bedrooms]
+        shadow = capture.shadow
         records = CaptureRecord.from_columns(
             capture.request_ids, capture.captured_at, served.version, [*columns, instances.categories],
-            capture.predictions.tolist(), capture.latency_ms, flags,
+            capture.predictions.tolist(), capture.latency_ms, flags, capture.model_versions,
+            shadow.version if shadow is not None else None,
+            shadow_predictions(shadow, instances) if shadow is not None else None,
         )
         flagged = [f for f in flags if f]
         if flagged:

@@ -23,6 +23,7 @@ from housing_platform.defs.ingestion.config import ValidationGateConfig
 from housing_platform.defs.labels.config import LabelGateConfig
 from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
 from housing_platform.defs.registry.assets import RegistrationConfig
+from housing_platform.defs.rollout.config import ChallengerComparisonConfig
 from housing_platform.defs.serving.assets import BatchScoringConfig
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
 from housing_platform.devtools.processes import NotReady, free_port, stop, wait_until
@@ -36,6 +37,7 @@ RUN_CONFIG = {
     "batch_predictions": BatchScoringConfig,
     "drift_report": DriftReportConfig,
     "live_model_performance": LivePerformanceConfig,
+    "challenger_comparison": ChallengerComparisonConfig,
 }
 # Versions are per module: an asset depends on `core/features.py` when a module it uses imports it,
 # directly or not. The ingestion gate, the split and the drift report (which compares stored rows and
@@ -50,6 +52,8 @@ FEATURE_FREE = {
     "labelled_traffic",
     # The golden holdout is base rows chosen by the hash split and pinned; no feature code decides them.
     "golden_holdout",
+    # The rollout compares captured predictions with labels and moves aliases: no feature code runs.
+    "challenger_comparison", "alias_history",
 }
 LAYERS = ("core", "scoring", "adapters")
 

@@ -36,6 +36,8 @@ EXPECTED_GRAPH = {
     "inference_log": ("monitoring", {"live_endpoint_captures"}),
     "drift_report": ("monitoring", {"inference_log"}),
     "live_model_performance": ("monitoring", {"inference_log"}),
+    "challenger_comparison": ("monitoring", {"live_endpoint_captures"}),
+    "alias_history": ("registry", {"registered_model_version"}),
 }
 EXPECTED_CHECKS = {
     "validated_housing_data": {
@@ -51,6 +53,7 @@ EXPECTED_CHECKS = {
     "live_endpoint_captures": {"endpoint_serves_champion"},
     "drift_report": {"no_feature_drift"},
     "live_model_performance": {"no_quality_degradation"},
+    "challenger_comparison": {"challenger_not_worse_than_champion"},
 }
 BLOCKING_CHECKS_ON = {"validated_housing_data", "labelled_traffic", "evaluation_report", "registered_model_version"}
 # A label shift holds the version for a person (a warning); it blocks nothing.
@@ -65,8 +68,10 @@ EXPECTED_JOBS = {
         "trained_model",
         "evaluation_report",
         "registered_model_version",
+        "alias_history",
     },
-    "monitoring_job": {"inference_log", "drift_report", "live_model_performance"},
+    "monitoring_job": {"inference_log", "drift_report", "live_model_performance", "challenger_comparison"},
+    "alias_history_job": {"alias_history"},
 }
 
 
@@ -152,7 +157,8 @@ def test_jobs_select_the_retraining_and_monitoring_assets(defs: dg.Definitions) 
 
 
 def test_the_sensor_launches_retraining_and_the_schedule_monitoring(defs: dg.Definitions) -> None:
-    assert [(s.name, s.job_name) for s in defs.sensors] == [("retrain_on_drift", "retraining_job")]
+    assert [(s.name, s.job_name) for s in defs.sensors] == [("retrain_on_drift", "retraining_job"),
+                                                            ("rollback_on_live_quality", "alias_history_job")]
     assert [(s.name, s.job_name, s.cron_schedule) for s in defs.schedules] == [
         ("hourly_monitoring", "monitoring_job", "0 * * * *")
     ]

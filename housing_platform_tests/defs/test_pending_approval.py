@@ -63,9 +63,9 @@ class Platform:
         self.defs = build_definitions(settings)
         self.registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
 
-    def train(self) -> dg.ExecuteInProcessResult:
+    def train(self, run_config: dict = RUN_CONFIG) -> dg.ExecuteInProcessResult:
         result = dg.materialize([*self.defs.assets, *self.defs.asset_checks], selection=TRAINING_SELECTION,
-                                instance=self.instance, resources=self.defs.resources, run_config=RUN_CONFIG,
+                                instance=self.instance, resources=self.defs.resources, run_config=run_config,
                                 raise_on_error=False)
         assert result.success, [str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure]
         return result
@@ -188,3 +188,31 @@ def test_the_label_shift_check_is_registered_with_its_defaults(platform: Platfor
     assert "within 5% of the champion's training data" in spec.description
     assert "with ≥ 500 rows" in spec.description
     assert Path(platform.settings.home, "golden_holdout", "manifest.json").is_file()
+
+
+def test_with_rollout_canary_a_passing_version_becomes_challenger_and_every_move_is_recorded(platform: Platform) -> None:
+    from housing_platform.adapters.alias_moves import (
+        CHALLENGE,
+        HOLD,
+        PROMOTE,
+        REJECT,
+        ROLLOUT_SHARE_TAG,
+        ROLLOUT_TAG,
+        alias_history,
+    )
+
+    assert platform.registry.champion().version == "4", "runs after the automatic promotion of version 4"
+    canary = {**RUN_CONFIG, "ops": {**RUN_CONFIG["ops"],
+                                    "registered_model_version": {"config": {"rollout": "canary", "rollout_share": 0.2}}}}
+    result = platform.train(canary)  # version 5: passes the gate, needs no approval
+    assert platform.aliases("5") == {"challenger"} and platform.registry.champion().version == "4"
+    tags = platform.registry.get_version("5").tags
+    assert (tags[ROLLOUT_TAG], tags[ROLLOUT_SHARE_TAG]) == ("canary", "0.2") and PROMOTED_AT_TAG not in tags
+    materialization = result.asset_materializations_for_node("registered_model_version")[0]
+    assert materialization.metadata["challenger"].value is True and materialization.metadata["promoted"].value is False
+    moves = [(e.action, e.version, e.by.split(" ")[0]) for e in alias_history(platform.registry)]
+    # v1 promoted by the pipeline (rollout=direct, the default); v2 held, then rejected by a person; v3 held,
+    # then approved by a person; v4 promoted by the pipeline again; v5 challenger.
+    assert moves == [(PROMOTE, "1", "dagster"), (HOLD, "2", "dagster"), (REJECT, "2", "cli"), (HOLD, "3", "dagster"),
+                     (PROMOTE, "3", "cli"), (PROMOTE, "4", "dagster"), (CHALLENGE, "5", "dagster")]
+    assert alias_history(platform.registry)[-1].by == f"dagster run {result.run_id}"

@@ -76,6 +76,8 @@ class CaptureRecord(NamedTuple):
     prediction: float
     latency_ms: float
     out_of_range: str = ""
+    shadow_model_version: str | None = None  # the challenger that scored a shadow copy of the row, if one did
+    shadow_prediction: float | None = None
 
     @classmethod
     def from_features(
@@ -112,15 +114,21 @@ class CaptureRecord(NamedTuple):
     @classmethod
     def from_columns(cls, request_ids: Sequence[str], captured_at: datetime, model_version: str,
                      columns: Sequence[Sequence], predictions: Sequence[float], latency_ms: float,
-                     out_of_range: Sequence[str]) -> list[CaptureRecord]:
+                     out_of_range: Sequence[str], model_versions: Sequence[str] | None = None,
+                     shadow_version: str | None = None,
+                     shadow_predictions: Sequence[float] | None = None) -> list[CaptureRecord]:
         """One request's rows: ``columns`` are the numeric features (schema order, None for a null) then
-        the category, each a sequence of plain Python values."""
+        the category, each a sequence of plain Python values. ``model_versions``: per row, when a canary
+        split the request between two versions (else every row has ``model_version``);
+        ``shadow_version`` / ``shadow_predictions``: the challenger's shadow scores of the rows."""
         n = len(request_ids)
         make = tuple.__new__
+        versions = model_versions if model_versions is not None else repeat(model_version, n)
+        shadows = shadow_predictions if shadow_predictions is not None else repeat(None, n)
         return [
             make(cls, row)
-            for row in zip(request_ids, repeat(captured_at, n), repeat(model_version, n), *columns, predictions,
-                           repeat(latency_ms, n), out_of_range)
+            for row in zip(request_ids, repeat(captured_at, n), versions, *columns, predictions,
+                           repeat(latency_ms, n), out_of_range, repeat(shadow_version, n), shadows)
         ]
 
 

@@ -30,6 +30,7 @@ from housing_platform.adapters.capture.errors import (
     UnknownRequestIds,
     is_transient,
 )
+from housing_platform.adapters.capture.migrations import add_missing_capture_columns
 from housing_platform.adapters.capture.records import CaptureRecord, FeedbackReceipt, record_params
 from housing_platform.adapters.capture.sqlite_file import SqliteFileWatch
 from housing_platform.adapters.capture.tables import captures_table, feedback_table, metadata
@@ -163,6 +164,7 @@ class CaptureStore:
                 conn.execute(CreateSchema(self.schema, if_not_exists=True))
             metadata.create_all(conn)
             _add_feedback_token_column(conn, self.schema)
+            add_missing_capture_columns(conn, self.schema)
 
     def _schema_lost(self) -> None:
         """After a connection error, check (and recreate) the tables before the next write."""

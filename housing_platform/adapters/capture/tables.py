@@ -58,6 +58,10 @@ captures_table = Table(
         default="",
         comment="comma-separated features outside the training range; empty if none",
     ),
+    # Safe rollout (core/rollout.py): the challenger's version and prediction when it scored a shadow copy of
+    # the row (the champion answered); null otherwise. Added to older stores by capture/migrations.py.
+    Column("shadow_model_version", String, nullable=True),
+    Column("shadow_prediction", Float, nullable=True, comment="USD"),
 )
 
 feedback_table = Table(

@@ -9,6 +9,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from housing_platform.adapters.alias_moves import (
+    CHALLENGER_ALIAS,
+    HOLD,
+    record_direct_promotion,
+    record_move,
+    start_rollout,
+)
 from housing_platform.adapters.mlflow_registry import (
     CHAMPION_ALIAS,
     FAST_PATH_REASON_TAG,
@@ -21,9 +28,11 @@ from housing_platform.adapters.mlflow_registry import (
 )
 from housing_platform.core import features
 from housing_platform.core.label_shift import label_statistics
+from housing_platform.core.rollout import DIRECT, RolloutConfig
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.code_versions import asset_code_version
+from housing_platform.defs.config_fields import field_from
 from housing_platform.defs.registry.checks import (
     fast_path_check_result,
     fast_path_check_spec,
@@ -45,6 +54,11 @@ class RegistrationConfig(dg.Config):
         True,
         description="Move the `champion` alias to the new version (it passed the gate) once its fast path is verified.",
     )
+    rollout: str = field_from(
+        RolloutConfig, "mode", "direct: the verified version becomes `champion` at once; shadow | canary: it "
+        "becomes `challenger`, served beside the champion until `challenger_comparison` promotes or rejects it."
+    )
+    rollout_share: float = field_from(RolloutConfig, "share", "canary: the fraction of rows the challenger answers.")
 
 
 def _data_version(context: dg.AssetExecutionContext, asset: str) -> str:
@@ -94,6 +108,8 @@ def registered_model_version(
     """
     from housing_platform.core import model as keras_model
 
+    # A mistyped rollout fails the run here, naming the field, before anything is registered.
+    RolloutConfig(mode=config.rollout, share=config.rollout_share)
     registry = mlflow_tracking.registry()
     train = housing_splits[housing_splits[SPLIT_COLUMN] == "train"]
     reference = train.sample(n=min(config.reference_rows, len(train)), random_state=0).reset_index(drop=True)
@@ -140,11 +156,31 @@ def registered_model_version(
     label_shift = evaluation_report.get("label_shift") or {}
     held = verdict.passed and config.promote and bool(label_shift.get("shifted"))
     if held:
-        registry.hold_for_approval(version.version, label_shift["reason"])
+        superseded = registry.hold_for_approval(version.version, label_shift["reason"])
+        record_move(registry, HOLD, PENDING_APPROVAL_ALIAS, version.version,
+                    superseded.version if superseded else None, f"dagster run {context.run.run_id}",
+                    label_shift["reason"])
         context.log.warning(f"version {version.version} waits in '{PENDING_APPROVAL_ALIAS}': {label_shift['reason']}")
-    promoted = verdict.passed and config.promote and not held
+    passed = verdict.passed and config.promote and not held
+    champion_before = registry.champion()
+    # With rollout shadow | canary a verified version goes live beside the champion first; the very first
+    # version has nothing to be compared with and becomes champion at once.
+    challenger = passed and config.rollout != DIRECT and champion_before is not None
+    promoted = passed and not challenger
+    by = f"dagster run {context.run.run_id}"
+    evidence = {"test_rmse": round(metrics["rmse"], 2), "gate": "passed", "fast_path_verified": verdict.passed}
+    if challenger:
+        start_rollout(registry, version.version, config.rollout, config.rollout_share, by,
+                      "passed the gate and the fast-path check", evidence)
+        context.log.info(f"version {version.version} is '{CHALLENGER_ALIAS}' ({config.rollout}, share "
+                         f"{config.rollout_share:g}) beside champion {champion_before.version}")
     previous = registry.promote(version.version) if promoted else None
-    if promoted:  # what the model server answers with if it can load no version (scoring/fallback.py)
+    if promoted:
+        record_direct_promotion(registry, version.version, previous.version if previous else None, by,
+                                "passed the gate and the fast-path check (rollout=direct)" if config.rollout == DIRECT
+                                else f"passed the gate; first version (rollout={config.rollout}: no champion to "
+                                "compare with)", evidence)
+        # what the model server answers with if it can load no version (scoring/fallback.py)
         write_fallback_baseline(housing_state.settings.fallback_baseline_path,
                                 {**fit_fallback_baseline(train), "model_version": version.version})
     aliases = registry.aliases_of(version.version)
@@ -164,6 +200,8 @@ def registered_model_version(
             "fast_path_verified": verdict.passed,
             "promoted": promoted,
             "pending_approval": held,
+            "challenger": challenger,
+            "rollout": config.rollout,
             "tags": tags,
         },
         metadata={
@@ -173,6 +211,8 @@ def registered_model_version(
             "aliases": ", ".join(aliases) or "none",
             "promoted": promoted,
             "pending_approval": held,
+            "challenger": challenger,
+            "rollout": config.rollout,
             "fast_path_verified": verdict.passed,
             f"{PREVIOUS_ALIAS}_version": previous.version if previous else "none",
             "test_rmse": dg.MetadataValue.float(metrics["rmse"]),

@@ -116,6 +116,11 @@ def endpoint_serves_champion(
         captures = store.read_captures(start=window_start)[["captured_at", "model_version"]]
     finally:
         store.dispose()
+    from housing_platform.adapters.alias_moves import CHALLENGER_ALIAS
+
+    challenger = registry.version_by_alias(CHALLENGER_ALIAS)  # a canary's rows are the challenger's by design
+    if challenger is not None and challenger.version != champion.version:
+        captures = captures[captures["model_version"] != challenger.version]
     verdict = served_versions_verdict(captures, champion.version, promoted_at, now, config)
     latest = captures.iloc[-1] if len(captures) else None
     return dg.AssetCheckResult(

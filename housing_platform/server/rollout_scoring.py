@@ -1,0 +1,73 @@
+"""Scoring one validated request during a safe rollout: which model answers which row.
+
+* no challenger (or the fallback answers): the champion scores every row, as always;
+* ``canary``: rows whose routing bucket (``core/rollout_routing.py``: the ``X-Routing-Key`` header,
+  else the row's features) falls below the share are scored by the challenger, the others by the
+  champion; the answer names the version per row;
+* ``shadow``: the champion scores and answers every row; the challenger's scores of the same rows are
+  computed later, with the capture records, off the response path (:func:`shadow_predictions`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from housing_platform.core.rollout import CANARY, SHADOW
+from housing_platform.core.rollout_routing import challenger_rows, feature_buckets, key_bucket
+from housing_platform.server.challenger import ActiveRollout
+from housing_platform.server.requests import Instances
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedScores:
+    predictions: np.ndarray
+    model_versions: list[str] | None  # canary: per row; None when one version answered every row
+    shadow: object | None  # shadow: the challenger's ServedModel, to score the rows after the response
+
+
+def _score(served, instances: Instances, rows: np.ndarray | None = None) -> np.ndarray:
+    scorer = served.scorer
+    if rows is None:
+        return scorer.score_arrays(instances.numeric, scorer.category_codes(instances.categories))
+    categories = [instances.categories[i] for i in np.flatnonzero(rows)]
+    return scorer.score_arrays(instances.numeric[rows], scorer.category_codes(categories))
+
+
+def score_routed(instances: Instances, champion, rollout: ActiveRollout | None,
+                 routing_key: str | None) -> RoutedScores:
+    """The predictions the response carries, and what the capture needs to know about who made them."""
+    if rollout is None or (rollout.mode == CANARY and rollout.share <= 0):
+        return RoutedScores(_score(champion, instances), None, None)
+    if rollout.mode == SHADOW:
+        return RoutedScores(_score(champion, instances), None, rollout.served)
+    n = len(instances)
+    if routing_key:
+        mask = np.full(n, bool(challenger_rows(np.array([key_bucket(routing_key)]), rollout.share)[0]))
+    else:
+        mask = challenger_rows(feature_buckets(instances.numeric, instances.categories), rollout.share)
+    challenger = rollout.served
+    if not mask.any():
+        predictions = _score(champion, instances)
+    elif mask.all():
+        predictions = _score(challenger, instances)
+    else:
+        predictions = np.empty(n, dtype=np.float64)
+        predictions[~mask] = _score(champion, instances, ~mask)
+        predictions[mask] = _score(challenger, instances, mask)
+    versions = np.where(mask, challenger.version, champion.version).tolist()
+    return RoutedScores(predictions, versions, None)
+
+
+def shadow_predictions(shadow, instances: Instances) -> list[float | None]:
+    """The challenger's scores of the rows (after the response); nulls, logged, if it cannot score them."""
+    try:
+        values = _score(shadow, instances)
+    except Exception:  # noqa: BLE001 - a shadow failure must never cost the champion's capture
+        logger.exception("shadow scoring by version %s failed", shadow.version)
+        return [None] * len(instances)
+    return [float(v) if np.isfinite(v) else None for v in values.tolist()]
