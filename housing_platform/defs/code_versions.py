@@ -82,6 +82,7 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     "inference_log": ("defs.monitoring.assets", "core.live_quality", "adapters.capture.store"),
     "drift_report": ("defs.monitoring.assets", "core.drift", "adapters.mlflow_registry"),
     "live_model_performance": ("defs.monitoring.assets", "core.live_quality", "adapters.mlflow_registry"),
+    "drift_history": ("defs.monitoring.history", "core.drift_history", "core.drift", "adapters.mlflow_registry"),
 }
 
 

@@ -36,6 +36,7 @@ EXPECTED_GRAPH = {
     "inference_log": ("monitoring", {"live_endpoint_captures"}),
     "drift_report": ("monitoring", {"inference_log"}),
     "live_model_performance": ("monitoring", {"inference_log"}),
+    "drift_history": ("monitoring", {"drift_report", "live_model_performance"}),
 }
 EXPECTED_CHECKS = {
     "validated_housing_data": {
@@ -67,6 +68,7 @@ EXPECTED_JOBS = {
         "registered_model_version",
     },
     "monitoring_job": {"inference_log", "drift_report", "live_model_performance"},
+    "drift_history_job": {"drift_history"},
 }
 
 
@@ -154,7 +156,8 @@ def test_jobs_select_the_retraining_and_monitoring_assets(defs: dg.Definitions) 
 def test_the_sensor_launches_retraining_and_the_schedule_monitoring(defs: dg.Definitions) -> None:
     assert [(s.name, s.job_name) for s in defs.sensors] == [("retrain_on_drift", "retraining_job")]
     assert [(s.name, s.job_name, s.cron_schedule) for s in defs.schedules] == [
-        ("hourly_monitoring", "monitoring_job", "0 * * * *")
+        ("hourly_monitoring", "monitoring_job", "0 * * * *"),
+        ("hourly_drift_history", "drift_history_job", "15 * * * *"),
     ]
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in defs.schedules)
