@@ -65,6 +65,10 @@ class PlatformState:
     def drift_html(self) -> Path:
         return self.settings.reports_dir / "drift" / f"{self.partition_key}.html"
 
+    @property
+    def drift_history_html(self) -> Path:
+        return self.settings.reports_dir / "drift_history.html"
+
 
 def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_ROWS) -> PlatformState:
     """Train (3 epochs) and register, serve shifted traffic with feedback, and monitor today.
@@ -101,6 +105,7 @@ def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_
         mark = time.perf_counter()
         partition_key = today_partition_key()
         monitored = loop.monitor(defs, instance, partition_key, run_config=QUIET_LOGS)
+        loop.draw_history(defs, instance, run_config=QUIET_LOGS)
         seconds["monitor"] = time.perf_counter() - mark
 
         checks: dict[str, dict[str, bool]] = {}
