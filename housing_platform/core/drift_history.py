@@ -38,10 +38,12 @@ class FollowUp:
     gate: str  # e.g. "passed", "refused: rmse_within_limit"
     rollout: str  # e.g. "champion", "pending_approval (held: label shift)", "previous", "registered only"
     version_url: str | None = None
+    answers: str = ""  # the failed check the run was launched for (the sensor answers one failure per run)
 
     def sentence(self) -> str:
         made = f"version {self.version}" if self.version else "no version"
-        return f"run {self.run_id[:8]} ({self.run_status.lower()}): gate {self.gate} → {made}, {self.rollout}"
+        answered = f" for {self.answers}" if self.answers else ""
+        return f"run {self.run_id[:8]}{answered} ({self.run_status.lower()}): gate {self.gate} → {made}, {self.rollout}"
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,12 @@ def write_history_png(days: list[HistoryDay], path: str | Path, prediction_colum
     heat = figure.add_subplot(grid[0])
     matrix = score_matrix(days, tuple(FEATURE_COLUMNS))
     shown = np.ma.masked_invalid(matrix)
-    image = heat.imshow(shown, aspect="auto", cmap="RdYlGn_r", norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(3.0, float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 3.0)))
+    top = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 3.0
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(3.0, top))  # green below the threshold, red above
+    image = heat.imshow(shown, aspect="auto", cmap="RdYlGn_r", norm=norm)
     heat.set_yticks(range(len(FEATURE_COLUMNS)), FEATURE_COLUMNS)
     heat.set_xticks(x, labels, rotation=90)
-    heat.set_title(f"Drift score ÷ threshold per feature (≥ 1 drifted); ✕ = {CHECK_NAME} failed")
+    heat.set_title(f"Drift score ÷ threshold per feature (≥ 1 drifted); ✕ = {CHECK_NAME} failed; blank = no report")
     figure.colorbar(image, ax=heat, label="score ÷ threshold")
     for index, day in enumerate(days):
         if day.failed:
@@ -133,7 +137,7 @@ def write_history_png(days: list[HistoryDay], path: str | Path, prediction_colum
             if day.failed:
                 axis.axvspan(index - 0.5, index + 0.5, color="#c62828", alpha=0.12)
         axis.set_ylabel(title, fontsize=8)
-        axis.tick_params(labelbottom=row == 3)
+        axis.tick_params(labelbottom=row == 3, axis="x", labelrotation=90)
     figure.savefig(path, dpi=90)
     return path
 

@@ -25,7 +25,7 @@ from housing_platform.core.drift import JSON_SUMMARY_KEY
 from housing_platform.core.drift_history import FollowUp, history_day, history_html, history_markdown, write_history_png
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.metadata import COUNT, numbers_metadata, png_markdown
-from housing_platform.defs.monitoring.checks import DRIFT_ASSET, DRIFT_CHECK, QUALITY_ASSET
+from housing_platform.defs.monitoring.checks import DRIFT_ASSET, QUALITY_ASSET
 from housing_platform.defs.monitoring.config import DriftHistoryConfig
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.sensors import CHECK_TAG, PARTITION_TAG, TRIGGER_TAG
@@ -34,7 +34,6 @@ HISTORY_ASSET = "drift_history"
 REGISTRY_ASSET = "registered_model_version"
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
-DRIFT_CHECK_TAG_VALUE = f"{DRIFT_ASSET}:{DRIFT_CHECK}"
 
 
 @dg.asset(
@@ -128,10 +127,12 @@ def _number(entry, kind=float):
 
 
 def _follow_ups(instance: dg.DagsterInstance, registry: ModelRegistry, day: str, ui_url: str) -> tuple[FollowUp, ...]:
-    """The retraining runs the sensor launched for a failed drift check of ``day``, oldest first."""
+    """The retraining runs the sensor launched for a failed monitoring check of ``day``, oldest first.
+
+    Either watched check counts: when drift and live quality fail on the same day, the sensor answers
+    one of them and the run covers both (`core.retraining_policy`)."""
     records = instance.get_run_records(
-        dg.RunsFilter(tags={PARTITION_TAG: day, CHECK_TAG: DRIFT_CHECK_TAG_VALUE}), order_by="create_timestamp",
-        ascending=True,
+        dg.RunsFilter(tags={PARTITION_TAG: day}), order_by="create_timestamp", ascending=True
     )
     follow_ups = []
     for record in records:
@@ -148,6 +149,7 @@ def _follow_ups(instance: dg.DagsterInstance, registry: ModelRegistry, day: str,
                 gate=gate,
                 rollout=_rollout(registry, version),
                 version_url=registry.version_url(version) if version else None,
+                answers=run.tags.get(CHECK_TAG, ""),
             )
         )
     return tuple(follow_ups)
