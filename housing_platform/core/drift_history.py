@@ -187,6 +187,17 @@ def history_html(days: list[HistoryDay], png: bytes, serving_now: str) -> str:
             f"<td>{_dollars(day.live_rmse)}</td><td>{_count(day.labelled_rows)}</td><td><ul>{followed}</ul></td></tr>"
         )
     failed = sum(day.failed for day in days)
+    chains = "".join(
+        f"<li><b>{day.day}</b> ({html.escape(', '.join(day.rules_fired))})<ul>"
+        + ("".join(
+            f"<li><a href='{html.escape(f.run_url)}'>{html.escape(f.sentence())}</a>"
+            + (f" · <a href='{html.escape(f.version_url)}'>MLflow version</a>" if f.version_url else "") + "</li>"
+            for f in day.follow_ups
+        ) or "<li>no retraining run answered it</li>")
+        + "</ul></li>"
+        for day in days
+        if day.failed
+    )
     encoded = base64.b64encode(png).decode("ascii")
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Drift history</title><style>"
@@ -195,6 +206,7 @@ def history_html(days: list[HistoryDay], png: bytes, serving_now: str) -> str:
         "ul{margin:0;padding-left:16px}img{max-width:100%}</style></head><body>\n"
         f"<h1>Drift history: {failed} of {len(days)} days failed {CHECK_NAME}</h1>\n"
         f"<p>{days[0].day if days else ''} to {days[-1].day if days else ''}. Serving now: {html.escape(serving_now)}.</p>\n"
+        f"<h2>Failed days and what followed</h2><ul id='chains'>{chains or '<li>none</li>'}</ul>\n"
         f"<img alt='Drift history' src='data:image/png;base64,{encoded}'>\n"
         "<h2>Days</h2><table><thead><tr><th>day</th><th>check</th><th>rules fired</th><th>rows</th><th>live RMSE</th>"
         "<th>labelled</th><th>what followed</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>\n"

@@ -129,3 +129,20 @@ def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_
     )
 
 
+
+
+def existing_platform_state(settings: HousingSettings, partition_key: str | None = None) -> PlatformState:
+    """A :class:`PlatformState` describing a state folder built elsewhere (e.g. by `make demo`), unchanged.
+
+    Used to screenshot the analyst's pages on a state whose loop closed (drift → retraining → new
+    champion), which :func:`build_platform_state` does not go through. Check results and the drift
+    table are not read back: pages that need them are not taken from such a state.
+    """
+    from housing_platform.defs.definitions import build_definitions
+    from housing_platform.defs.monitoring.partitions import today_partition_key
+
+    graph = build_definitions(settings).resolve_asset_graph()
+    keys = sorted(key.to_user_string() for key in graph.get_all_asset_keys())
+    groups = sorted({graph.get(key).group_name for key in graph.get_all_asset_keys()})
+    return PlatformState(settings=settings, partition_key=partition_key or today_partition_key(), asset_keys=keys,
+                         group_names=groups, checks={}, evaluation_rmse=float("nan"), drift_table=[])
