@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"         {result.epochs_run} epochs (best {result.best_epoch}), train time {result.train_seconds:.1f} s")
 
     t = time.perf_counter()
-    baselines = baseline_predictions(splits.train, splits.test, transformer)
+    baselines = baseline_predictions(splits.train, splits.test, transformer, splits.validation)
     for name, values in baselines.items():
         print(f"baseline {name:<28} test RMSE ${regression_metrics(y['test'], values)['rmse']:,.0f}")
     print(f"baselines: {time.perf_counter() - t:.1f} s")

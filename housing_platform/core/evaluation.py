@@ -3,9 +3,11 @@
 * :func:`regression_metrics` — RMSE, MAE, R², MAPE (a fraction, as in scikit-learn) and the row count.
 * :func:`slice_metrics` — the same per ``ocean_proximity`` category and per ``median_income`` quintile
   (quintile edges computed on the evaluated rows themselves), each with its row count.
-* :func:`baseline_predictions` — three reference models fit on the same train rows and scored on the
-  same test rows as the network: the median value per ``ocean_proximity`` (a heuristic), a linear
-  regression and a histogram gradient boosting regressor (both on the fitted transformer's features).
+* :func:`baseline_predictions` — reference models scored on the same test rows as the network: the
+  median value per ``ocean_proximity`` (a heuristic), a linear regression and a histogram gradient
+  boosting regressor (both on the fitted transformer's features, fit on the train rows), and the
+  textbook random forest (:mod:`housing_platform.core.baselines`, fit on train + validation, the rows
+  the network learns from).
 * :func:`write_plots` — PNG files (predicted vs. actual, residuals, per-slice RMSE), drawn with the
   matplotlib object API on the Agg canvas: no pyplot, no global backend switch, safe in servers.
 """
@@ -71,15 +73,19 @@ def slice_metrics(frame: pd.DataFrame, y_true, y_pred, quantiles: int = N_INCOME
     return table
 
 
-def baseline_predictions(train: pd.DataFrame, test: pd.DataFrame, transformer) -> dict[str, np.ndarray]:
-    """Test-set predictions (dollars) of three baselines fit on ``train`` (which includes the target).
+def baseline_predictions(
+    train: pd.DataFrame, test: pd.DataFrame, transformer, validation: pd.DataFrame | None = None
+) -> dict[str, np.ndarray]:
+    """Test-set predictions (dollars) of the baselines (``train`` and ``validation`` include the target).
 
     ``transformer`` is the already fitted feature pipeline (fit on the same train rows), so the linear
-    and boosting baselines see exactly the network's inputs.
+    and boosting baselines see exactly the network's inputs. The textbook random forest learns from
+    ``train`` plus ``validation`` (the rows the network learns from, early stopping included).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import LinearRegression
 
+    from housing_platform.core.baselines import TEXTBOOK_BASELINE, textbook_predictions
     from housing_platform.core.features import transform
 
     y_train = train[TARGET_COLUMN].to_numpy(dtype=np.float64)
@@ -93,6 +99,8 @@ def baseline_predictions(train: pd.DataFrame, test: pd.DataFrame, transformer) -
         "median_per_ocean_proximity": heuristic.to_numpy(dtype=np.float64),
         "linear_regression": linear.predict(X_test).astype(np.float64),
         "hist_gradient_boosting": boosting.predict(X_test).astype(np.float64),
+        TEXTBOOK_BASELINE: textbook_predictions(pd.concat([train, validation], ignore_index=True)
+                                                if validation is not None else train, test),
     }
 
 

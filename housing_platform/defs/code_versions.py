@@ -52,6 +52,7 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
         "defs.training.assets",
         "defs.training.golden",
         "core.evaluation",
+        "core.baselines",
         "core.model_gate",
         "core.label_shift",
         "core.golden_holdout",

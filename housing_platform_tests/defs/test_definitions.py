@@ -45,7 +45,7 @@ EXPECTED_CHECKS = {
         "enough_rows",
     },
     "labelled_traffic": {"labels_within_schema", "label_volume_within_limit", "labels_consistent_with_trusted_data"},
-    "evaluation_report": {"rmse_within_limit", "beats_linear_baseline", "no_regression_vs_champion", "no_weak_slice",
+    "evaluation_report": {"rmse_within_limit", "beats_baseline", "no_regression_vs_champion", "no_weak_slice",
                           "no_regression_on_golden_holdout"},
     "registered_model_version": {"fast_path_matches_registered_model", "label_distribution_matches_champion"},
     "live_endpoint_captures": {"endpoint_serves_champion"},

@@ -39,7 +39,8 @@ class EvaluationConfig(dg.Config):
     """The gate's limits (also recorded in the report, so each verdict can be re-read later)."""
 
     max_rmse_dollars: float = field_from(GateThresholds, "max_rmse_dollars")
-    min_improvement_over_linear: float = field_from(GateThresholds, "min_improvement_over_linear")
+    baseline_to_beat: str = field_from(GateThresholds, "baseline_to_beat")
+    min_improvement_over_baseline: float = field_from(GateThresholds, "min_improvement_over_baseline")
     max_regression_vs_champion: float = field_from(GateThresholds, "max_regression_vs_champion")
     max_slice_rmse_ratio: float = field_from(GateThresholds, "max_slice_rmse_ratio")
     min_slice_rows: int = field_from(GateThresholds, "min_slice_rows")
