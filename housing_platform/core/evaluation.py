@@ -92,7 +92,7 @@ def baseline_predictions(
     medians = train.groupby(CATEGORICAL_COLUMN)[TARGET_COLUMN].median()
     heuristic = test[CATEGORICAL_COLUMN].map(medians).fillna(float(np.median(y_train)))
 
-    X_train, X_test = transform(transformer, train), transform(transformer, test)
+    X_train, X_test = transform(transformer, train, out_of_fold=True), transform(transformer, test)
     linear = LinearRegression().fit(X_train, y_train)
     boosting = HistGradientBoostingRegressor(random_state=BASELINE_RANDOM_STATE).fit(X_train, y_train)
     return {

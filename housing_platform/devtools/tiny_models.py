@@ -111,7 +111,7 @@ def build_registered_models(root: Path) -> RegisteredModels:
     transformer = features.fit_transformer(train)
     config = keras_model.TrainingConfig(epochs=EPOCHS, patience=EPOCHS, reduce_lr_patience=0)
     result = keras_model.train_model(
-        features.transform(transformer, train), train[TARGET_COLUMN].to_numpy(),
+        features.transform(transformer, train, out_of_fold=True), train[TARGET_COLUMN].to_numpy(),
         features.transform(transformer, validation), validation[TARGET_COLUMN].to_numpy(),
         config,
     )

@@ -9,7 +9,10 @@ evaluates the same function in numpy: ~50 µs for one row, ~0.9M rows per second
 The engineered features are computed in float64; the cluster kernel's argument is one small float64
 matrix product, rounded to the dense layers' precision (float64 for the server, float32 for batch)
 before the element-wise kernel; the first layer is split by feature block so the full feature
-matrix is never built. Equality with the pyfunc is checked at load time
+matrix is never built. The neighbourhood-price columns (when the version has them) come from the
+very method the transformer calls (``NeighbourhoodPrices.values_at`` on the version's own training
+coordinates), so they are the same float64 numbers on both paths.
+Equality with the pyfunc is checked at load time
 (:mod:`housing_platform.scoring.verification`); rows are not validated here
 (:mod:`housing_platform.core.request_rules`).
 """
@@ -90,6 +93,10 @@ class FastScorer:
     feature_ranges: dict = field(default_factory=dict)
     precision: str = "float64"
     cluster_kernel: str = "gaussian"  # features.KERNELS; transformers saved before the kernel choice are Gaussian
+    # The fitted core.neighbourhood.NeighbourhoodPrices and its scaler (None / empty: the version has no such block).
+    neighbourhood: Any = None
+    neighbourhood_means: tuple[float, ...] = ()
+    neighbourhood_scales: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.precision not in ("float64", "float32"):
@@ -103,7 +110,8 @@ class FastScorer:
         n_engineered = len(self._position)
         self._n_engineered = n_engineered
         k = len(self.cluster_centers)
-        self.n_features = n_engineered + k + len(self.categories)
+        self._n_neighbourhood = len(self.neighbourhood_means) if self.neighbourhood is not None else 0
+        self.n_features = n_engineered + k + len(self.categories) + self._n_neighbourhood
         kernel = self.layers[0].kernel
         if self.layers[-1].kernel.shape[1] != 1:
             raise UnsupportedModelError(f"the network must end in one output, not {self.layers[-1].kernel.shape[1]}")
@@ -138,7 +146,11 @@ class FastScorer:
         self._engineered_kernel = np.ascontiguousarray(first_rows[:n_engineered])
         self._geo_kernel = np.ascontiguousarray(first_rows[n_engineered : n_engineered + k])
         bias = self.layers[0].bias
-        self._category_rows = np.vstack([kernel[n_engineered + k :] + bias, bias]).astype(dtype)
+        n_onehot = n_engineered + k + len(self.categories)
+        self._category_rows = np.vstack([kernel[n_engineered + k : n_onehot] + bias, bias]).astype(dtype)
+        self._neighbourhood_kernel = np.ascontiguousarray(first_rows[n_onehot:])
+        self._neighbourhood_means = np.asarray(self.neighbourhood_means, dtype=np.float64)
+        self._neighbourhood_scales = np.asarray(self.neighbourhood_scales, dtype=np.float64)
         self._category_index = {c: i for i, c in enumerate(self.categories)}
         # Cluster similarity as one small matmul: with coordinates centred on (lat0, lon0),
         # -gamma * |p - c|^2 = [dlat, dlon, dlat^2 + dlon^2, 1] @ [2g c_lat; 2g c_lon; -g; -g |c|^2].
@@ -162,9 +174,10 @@ class FastScorer:
         cls, transformer, network, feature_ranges: dict | None = None, precision: str = "float64"
     ) -> FastScorer:
         """From a fitted ``features`` pipeline and the Keras network (which maps features to dollars)."""
-        from housing_platform.core.features import ENGINEERED_COLUMNS, fitted_statistics
+        from housing_platform.core.features import ENGINEERED_COLUMNS, fitted_statistics, neighbourhood_step
 
         stats = fitted_statistics(transformer)
+        step = neighbourhood_step(transformer)
         if tuple(stats["scaler_means"]) != ENGINEERED_COLUMNS:
             raise UnsupportedModelError("the transformer's engineered columns differ from features.ENGINEERED_COLUMNS")
         return cls(
@@ -178,6 +191,9 @@ class FastScorer:
             layers=dense_layers_from_keras(network),
             feature_ranges=dict(feature_ranges or {}),
             precision=precision,
+            neighbourhood=step["prices"] if step is not None else None,
+            neighbourhood_means=tuple(step["scale"].mean_) if step is not None else (),
+            neighbourhood_scales=tuple(step["scale"].scale_) if step is not None else (),
         )
 
     @classmethod
@@ -258,6 +274,8 @@ class FastScorer:
         if len(self.cluster_centers):
             hidden += self._similarities(numeric, dtype) @ self._geo_kernel
         hidden += self._category_rows[codes]  # code -1 (unknown: all-zero one-hot) picks the bias alone
+        if self._n_neighbourhood:
+            hidden += self._neighbourhood(numeric).astype(dtype, copy=False) @ self._neighbourhood_kernel
         for step in self._layers[0].post:
             hidden = step(hidden)
         for layer in self._layers[1:]:
@@ -279,6 +297,11 @@ class FastScorer:
         out -= self._means
         out /= self._scales
         return out
+
+    def _neighbourhood(self, numeric: np.ndarray) -> np.ndarray:
+        """The standardised neighbourhood-price columns, float64, (n, 4); ``numeric`` imputed."""
+        values = self.neighbourhood.values_at(numeric[:, [self._lat_col, self._lon_col]])
+        return (values - self._neighbourhood_means) / self._neighbourhood_scales
 
     def _similarities(self, numeric: np.ndarray, dtype=np.float64) -> np.ndarray:
         """Every centre's kernel similarity, (n, k) in ``dtype``; ``numeric`` imputed.
@@ -310,10 +333,13 @@ class FastScorer:
         out[:, :n_eng] = self._engineered(numeric)
         if k:
             out[:, n_eng : n_eng + k] = self._similarities(numeric)
-        onehot = out[:, n_eng + k :]
+        n_onehot = n_eng + k + len(self.categories)
+        onehot = out[:, n_eng + k : n_onehot]
         onehot.fill(0.0)
         known = codes >= 0
         onehot[np.flatnonzero(known), codes[known]] = 1.0
+        if self._n_neighbourhood:
+            out[:, n_onehot:] = self._neighbourhood(numeric)
         return out
 
     # -- training-range flags -------------------------------------------------------------------
