@@ -97,6 +97,8 @@ class FastScorer:
     neighbourhood: Any = None
     neighbourhood_means: tuple[float, ...] = ()
     neighbourhood_scales: tuple[float, ...] = ()
+    # The version's interval calibration (core.conformal.IntervalCalibration as a dict), None: no intervals.
+    intervals: dict | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in ("float64", "float32"):
@@ -171,7 +173,8 @@ class FastScorer:
 
     @classmethod
     def from_objects(
-        cls, transformer, network, feature_ranges: dict | None = None, precision: str = "float64"
+        cls, transformer, network, feature_ranges: dict | None = None, precision: str = "float64",
+        intervals: dict | None = None,
     ) -> FastScorer:
         """From a fitted ``features`` pipeline and the Keras network (which maps features to dollars)."""
         from housing_platform.core.features import ENGINEERED_COLUMNS, fitted_statistics, neighbourhood_step
@@ -194,13 +197,15 @@ class FastScorer:
             neighbourhood=step["prices"] if step is not None else None,
             neighbourhood_means=tuple(step["scale"].mean_) if step is not None else (),
             neighbourhood_scales=tuple(step["scale"].scale_) if step is not None else (),
+            intervals=dict(intervals) if intervals else None,
         )
 
     @classmethod
     def from_python_model(cls, python_model, precision: str = "float64") -> FastScorer:
         """From a loaded ``HousingPriceModel`` (``pyfunc.unwrap_python_model()``)."""
         return cls.from_objects(
-            python_model.transformer, python_model.network, getattr(python_model, "feature_ranges", None), precision
+            python_model.transformer, python_model.network, getattr(python_model, "feature_ranges", None), precision,
+            getattr(python_model, "intervals", None),
         )
 
     def with_precision(self, precision: str) -> FastScorer:
@@ -261,6 +266,18 @@ class FastScorer:
 
         run_parts(run, starts, threads)
         return out
+
+    def interval_bounds(self, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lower, upper)`` of the version's prediction interval around ``predictions`` (None: not calibrated).
+
+        The interval depends on the prediction alone (:mod:`housing_platform.core.conformal`), so this is
+        the same computation on every path.
+        """
+        if not self.intervals:
+            return None
+        from housing_platform.core.conformal import intervals
+
+        return intervals(predictions, self.intervals)
 
     def _score(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """The network on one chunk, its first layer split by feature block (see ``__post_init__``).

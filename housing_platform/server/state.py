@@ -204,6 +204,9 @@ class ServerState:
         request_ids = new_request_ids(n)
         latency_ms = (time.perf_counter() - started) * 1000.0
         answer = {"predictions": predictions, "model_version": served.version, "request_ids": request_ids}
+        bounds = getattr(scorer, "interval_bounds", lambda _: None)(predictions)  # the fallback has none
+        if bounds is not None:
+            answer["lower"], answer["upper"] = bounds
         if served.version == FALLBACK_VERSION:  # no model could be loaded: the heuristic baseline answered
             answer["fallback"] = True
         content = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)

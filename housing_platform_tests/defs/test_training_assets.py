@@ -115,6 +115,11 @@ def test_evaluation_report_has_metrics_slices_baselines_and_plots(pipeline: Pipe
     }
     materialization = first_run.asset_materializations_for_node("evaluation_report")[0]
     assert materialization.metadata["textbook_baseline_rmse"].value == report["baselines"]["textbook_random_forest"]["rmse"]
+    intervals = report["intervals"]  # calibrated on validation by trained_model, measured on the test rows
+    assert intervals["calibration"]["level"] == 0.8 and intervals["overall"]["count"] == report["test_rows"]
+    assert 0.0 <= intervals["overall"]["coverage"] <= 1.0 and intervals["overall"]["mean_width"] > 0
+    assert {s["slice_by"] for s in intervals["slices"]} == {"all", "ocean_proximity", "median_income_quintile"}
+    assert materialization.metadata["interval_coverage"].value == intervals["overall"]["coverage"]
     slice_kinds = {s["slice_by"] for s in report["slices"]}
     assert {"ocean_proximity", "median_income_quintile"} <= slice_kinds
     for path in report["plots"].values():

@@ -15,7 +15,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from housing_platform.adapters.mlflow_registry import TRAINING_LABEL_STATS_TAG, sha256_of
-from housing_platform.core import evaluation, features, splits
+from housing_platform.core import conformal, evaluation, features, splits
 from housing_platform.core.baselines import TEXTBOOK_BASELINE
 from housing_platform.core.label_shift import compare_label_statistics, label_statistics, parse_statistics
 from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
@@ -204,6 +204,14 @@ def trained_model(
     result = keras_model.train_model(x_train, y_train, x_val, y_val, training_config, log=context.log.info)
     seconds = time.perf_counter() - started
     registry.log_metric_history(run_id, result.history)
+    # Prediction intervals, calibrated on the validation split (split conformal, core/conformal.py).
+    calibration = conformal.calibrate(
+        y_val, keras_model.predict(result.model, x_val, training_config), config.to_interval_config()
+    )
+    registry.log_params(run_id, {f"interval_{k}": v for k, v in calibration.model_dump().items()})
+    context.log.info(f"{calibration.level:.0%} prediction intervals: ± {calibration.quantile:,.1f} × "
+                     f"max(prediction, ${calibration.difficulty_floor_dollars:,.0f})^{calibration.difficulty_exponent:g}"
+                     f" (calibrated on {calibration.calibration_rows:,} validation rows)")
 
     path = housing_state.folder("artifacts", "models") / f"{context.run.run_id}.keras"
     keras_model.save_model(result.model, path)
@@ -221,6 +229,7 @@ def trained_model(
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
             "training_seconds": seconds,
+            "intervals": calibration.model_dump(),
             "transformer_path": fitted_transformer["path"],
             "transformer_sha256": fitted_transformer["sha256"],
         },
@@ -278,6 +287,12 @@ def evaluation_report(
 
     metrics = regression_metrics(y_test, predictions)
     slices = evaluation.slice_metrics(parts.test, y_test, predictions)
+    intervals = None
+    if trained_model.get("intervals"):  # models trained before intervals existed carry none
+        lower, upper = conformal.intervals(predictions, trained_model["intervals"])
+        interval_table = evaluation.interval_slices(parts.test, y_test, lower, upper)
+        intervals = {"calibration": trained_model["intervals"], "overall": interval_table.to_dict("records")[0],
+                     "slices": interval_table.to_dict("records")}
     # One BLAS/OpenMP thread: beside TensorFlow's thread pools, spinning OpenMP workers made the
     # baselines 10-20x slower on 2 cores (HistGradientBoosting: 65 s instead of 4 s).
     with threadpool_limits(limits=1):
@@ -319,6 +334,7 @@ def evaluation_report(
         "baselines": baselines,
         "champion": champion,
         "slices": slices.to_dict("records"),
+        "intervals": intervals,
         "test_rows": len(parts.test),
         "golden_holdout": golden,
         "label_shift": label_shift.to_dict(),
@@ -333,6 +349,9 @@ def evaluation_report(
                              "description": v.description} for name, v in verdicts.items()}
 
     registry.log_metrics(report["mlflow_run_id"], {f"test_{k}": v for k, v in metrics.items()})
+    if intervals:
+        registry.log_metrics(report["mlflow_run_id"], {"test_interval_coverage": intervals["overall"]["coverage"],
+                                                       "test_interval_mean_width": intervals["overall"]["mean_width"]})
     registry.log_metrics(
         report["mlflow_run_id"],
         {f"baseline_{name}_rmse": values["rmse"] for name, values in baselines.items()},
@@ -351,6 +370,7 @@ def evaluation_report(
             "mape": dg.MetadataValue.float(metrics["mape"]),
             "linear_baseline_rmse": dg.MetadataValue.float(baselines["linear_regression"]["rmse"]),
             "textbook_baseline_rmse": dg.MetadataValue.float(baselines[TEXTBOOK_BASELINE]["rmse"]),
+            **(interval_metadata(intervals) if intervals else {}),
             "champion_version": champion["version"] if champion else "none",
             "test_rows": dg.MetadataValue.int(len(parts.test)),
             "golden_rmse": dg.MetadataValue.float(golden["metrics"]["rmse"]),
@@ -368,6 +388,18 @@ def evaluation_report(
             "mlflow_run": dg.MetadataValue.url(registry.run_url(report["mlflow_run_id"])),
         },
     )
+
+
+def interval_metadata(intervals: dict) -> dict:
+    """The report's prediction intervals for people: coverage and mean width on the test split, per slice."""
+    overall, level = intervals["overall"], intervals["calibration"]["level"]
+    table = pd.DataFrame(intervals["slices"])
+    return {
+        "interval_level": dg.MetadataValue.float(level),
+        "interval_coverage": dg.MetadataValue.float(overall["coverage"]),
+        "interval_mean_width": dg.MetadataValue.float(overall["mean_width"]),
+        "interval_slices": markdown_table(table, rows=50, floatfmt=",.3f"),
+    }
 
 
 def comparison_table(metrics: dict, baselines: dict, champion: dict | None) -> pd.DataFrame:
