@@ -10,12 +10,15 @@ prints the test RMSE and the training seconds of:
 * HistGradientBoosting on the default transformer's features (train rows);
 * LinearRegression and the median per ``ocean_proximity`` (the other evaluation baselines);
 * the searched configuration, when ``--searched FILE`` names a best configuration recorded by the
-  ``hyperparameter_search`` asset (JSON with ``training`` and ``features`` keys);
+  ``hyperparameter_search`` asset (JSON with ``training`` and ``features`` keys), or ``--search N``
+  runs that search here with N trials (validation RMSE, as the asset does) and trains its best;
+* the default network's 80% prediction intervals (calibrated on validation): coverage and mean width
+  on the test split, overall and per slice;
 
 then the default network's slices and the load average (the machine is shared: read every time next
 to it).
 
-    .venv/bin/python benchmarks/model_quality.py [--plots FOLDER] [--verbose] [--seed N] [--searched FILE]
+    .venv/bin/python benchmarks/model_quality.py [--plots FOLDER] [--verbose] [--seed N] [--searched FILE | --search N]
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ def keras_run(splits, config: TrainingConfig, verbose: bool, **feature_options) 
         "features": len(feature_names(transformer)),
         "epochs": f"{result.epochs_run} (best {result.best_epoch})",
         "transformer": transformer,
+        "validation_predictions": predict(result.model, X["validation"], config),
     }
 
 
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots", type=Path, default=None, help="write the evaluation PNGs here")
     parser.add_argument("--seed", type=int, default=None, help="override TrainingConfig.seed")
     parser.add_argument("--searched", type=Path, default=None, help="a recorded best configuration (JSON)")
+    parser.add_argument("--search", type=int, default=0, help="run a search of this many trials first")
     parser.add_argument("--no-ablation", action="store_true", help="skip the network without neighbourhood prices")
     parser.add_argument("--verbose", action="store_true", help="print per-epoch progress")
     args = parser.parse_args(argv)
@@ -95,8 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         plain = keras_run(splits, config, args.verbose, neighbours=0)
         rows.append(("keras, no neighbourhood prices", plain["metrics"], plain["seconds"],
                      f"{plain['features']} features, {plain['epochs']} epochs"))
-    if args.searched:
-        recorded = json.loads(args.searched.read_text())
+    recorded = json.loads(args.searched.read_text()) if args.searched else None
+    if args.search:
+        from housing_platform.core.search import SearchConfig, run_search
+
+        t = time.perf_counter()
+        found = run_search(splits.train, splits.validation, SearchConfig(n_trials=args.search), log=print)
+        recorded = found["best"]
+        print(f"search: {args.search} trials in {time.perf_counter() - t:.0f} s, best validation RMSE "
+              f"${found['best_validation_rmse']:,.0f}: {recorded}")
+    if recorded:
         searched = keras_run(splits, TrainingConfig(**recorded["training"]), args.verbose, **recorded["features"])
         rows.append(("keras, searched config", searched["metrics"], searched["seconds"], json.dumps(recorded)))
 
@@ -114,6 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table.to_string(index=False))
     print(f"baselines (all four, fit + predict): {seconds:.1f} s")
+
+    from housing_platform.core.conformal import calibrate, intervals
+    from housing_platform.core.evaluation import interval_slices
+
+    calibration = calibrate(splits.validation[TARGET_COLUMN], default["validation_predictions"])
+    lower, upper = intervals(default["predictions"], calibration)
+    table = interval_slices(splits.test, y_test, lower, upper)
+    print(f"{calibration.level:.0%} intervals (q = {calibration.quantile:.1f} on {calibration.calibration_rows:,} "
+          f"validation rows):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 10 else f"{v:,.0f}"))
 
     slices = slice_metrics(splits.test, y_test, default["predictions"])
     print(slices.to_string(index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"))

@@ -39,8 +39,11 @@ class GateThresholds(BaseModel):
         "linear_regression", "textbook_random_forest", "hist_gradient_boosting", "median_per_ocean_proximity"
     ] = Field("linear_regression", description="The baseline of the evaluation report the check beats_baseline "
               "holds the candidate against (textbook_random_forest: Hands-On ML ch. 2's pipeline, same rows).")
+    # 5%, not the former 10%: the linear baseline now sees the neighbourhood prices, which alone moved it from
+    # $57,540 to $47,747 on the real test split, so 5% below it ($45,360) is a stricter bar than 10% below the
+    # old one ($51,786). The default network is 14% below it; the 3-epoch networks of the end-to-end tests 9%.
     min_improvement_over_baseline: float = Field(
-        0.10, description="The RMSE must be at least this fraction below the baseline_to_beat's (negative: may "
+        0.05, description="The RMSE must be at least this fraction below the baseline_to_beat's (negative: may "
         "exceed it by at most that fraction)."
     )
     max_regression_vs_champion: float = Field(

@@ -30,6 +30,7 @@ import pandas as pd
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
 from housing_platform.scoring.errors import UnsupportedModelError
 from housing_platform.scoring.network import DenseLayer, dense_layers_from_keras, relu
+from housing_platform.scoring.parallel import run_parts  # noqa: F401 - batch scoring imports it from here
 from housing_platform.scoring.training_ranges import compile_ranges, flag_matrix
 
 # Rows per chunk in batch scoring: the intermediate matrices of one chunk stay in the CPU cache.
@@ -380,21 +381,6 @@ class FastScorer:
         for i, hits in zip(rows.tolist(), matrix[rows].tolist()):
             result[i] = ",".join(name for name, hit in zip(names, hits) if hit)
         return result
-
-
-def run_parts(run, starts: range, threads: int) -> None:
-    """``run(start)`` for every start: in order on one thread, or on ``threads`` threads, each with
-    single-threaded BLAS (numpy releases the GIL; BLAS threads on top would oversubscribe the cores)."""
-    if threads <= 1 or len(starts) <= 1:
-        for start in starts:
-            run(start)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        list(pool.map(run, starts))
 
 
 def _as_float_array(values) -> np.ndarray:

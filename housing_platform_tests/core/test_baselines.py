@@ -40,3 +40,20 @@ def test_textbook_baseline_learns_from_train_and_validation_and_is_seeded():
     expected = textbook_predictions(pd.concat([train, validation], ignore_index=True), test)
     np.testing.assert_array_equal(both, expected)  # same rows, same seeds: bit-identical trees
     assert not np.array_equal(both, textbook_predictions(train, test))  # the validation rows were used
+
+
+def test_the_same_rows_are_fit_once_per_process_and_other_rows_refit(monkeypatch):
+    from housing_platform.core import baselines
+
+    frame = make_districts(300, seed=4)
+    learn, test = frame.iloc[:200], frame.iloc[200:]
+    fits = []
+    original = baselines.textbook_pipeline
+    monkeypatch.setattr(baselines, "textbook_pipeline", lambda: fits.append(1) or original())
+    first = textbook_predictions(learn, test)
+    np.testing.assert_array_equal(textbook_predictions(learn.copy(), test.copy()), first)
+    assert len(fits) == 1  # same content: memoised
+    changed = learn.copy()
+    changed.loc[changed.index[0], TARGET_COLUMN] += 1.0
+    textbook_predictions(changed, test)
+    assert len(fits) == 2  # one label changed: fit again

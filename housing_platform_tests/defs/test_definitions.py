@@ -13,7 +13,7 @@ from housing_platform.defs.io_manager import ParquetJsonIOManager
 from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 
 EXTERNAL_ASSETS = {"live_endpoint_captures"}
-EXPECTED_GROUPS = {"ingestion", "labels", "training", "registry", "serving", "monitoring"}
+EXPECTED_GROUPS = {"ingestion", "labels", "training", "registry", "serving", "monitoring", "tuning"}
 # Every asset, its group and its upstream assets: the data flows one way, and the only edge back into
 # training is the labelled traffic the monitoring side reads (through the capture store, not the graph).
 EXPECTED_GRAPH = {
@@ -26,6 +26,7 @@ EXPECTED_GRAPH = {
     "fitted_transformer": ("training", {"housing_splits"}),
     "trained_model": ("training", {"housing_splits", "fitted_transformer"}),
     "golden_holdout": ("training", {"validated_housing_data"}),
+    "hyperparameter_search": ("tuning", {"housing_splits"}),  # on demand: in no job
     "evaluation_report": ("training", {"housing_splits", "fitted_transformer", "trained_model", "golden_holdout"}),
     "registered_model_version": (
         "registry",

@@ -18,7 +18,7 @@ from housing_platform.adapters.mlflow_registry import TRAINING_LABEL_STATS_TAG, 
 from housing_platform.core import conformal, evaluation, features, splits
 from housing_platform.core.baselines import TEXTBOOK_BASELINE
 from housing_platform.core.label_shift import compare_label_statistics, label_statistics, parse_statistics
-from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
+from housing_platform.core.metrics import regression_metrics
 from housing_platform.core.model_gate import evaluate_model_gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.validation import validate_housing_frame
@@ -27,6 +27,8 @@ from housing_platform.defs.metadata import column_schema_metadata, markdown_tabl
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
 from housing_platform.defs.training.golden import golden_comparison
+from housing_platform.defs.training.report_tables import comparison_table, interval_metadata
+from housing_platform.defs.training.search import recorded_best, run_training_config
 
 GROUP = "training"
 OWNERS = ["team:ml-platform"]
@@ -131,7 +133,11 @@ def fitted_transformer(
     applies exactly this. The value is a JSON pointer to the `.skops` file (never a pickle).
     """
     train = _frames(housing_splits).train
-    transformer = features.fit_transformer(train)
+    best = recorded_best(housing_state.home)  # the last hyper-parameter search's features, if any
+    feature_options = (best or {}).get("features") or {}
+    if feature_options:
+        context.log.info(f"features of the recorded search result: {feature_options}")
+    transformer = features.fit_transformer(train, **feature_options)
     path = housing_state.folder("artifacts", "transformers") / f"{context.run.run_id}.skops"
     features.save_transformer(transformer, path)
     statistics = features.fitted_statistics(transformer)
@@ -186,7 +192,8 @@ def trained_model(
     """
     from housing_platform.core import model as keras_model
 
-    training_config = config.to_training_config()
+    # The recorded search result's hyper-parameters are the defaults; fields set in this run's config win.
+    training_config = run_training_config(context, config.to_training_config(), housing_state.home)
     parts = _frames(housing_splits)
     transformer = features.load_transformer(fitted_transformer["path"])
     # The train rows' neighbourhood prices leave each row's own label out (core/neighbourhood.py).
@@ -388,25 +395,3 @@ def evaluation_report(
             "mlflow_run": dg.MetadataValue.url(registry.run_url(report["mlflow_run_id"])),
         },
     )
-
-
-def interval_metadata(intervals: dict) -> dict:
-    """The report's prediction intervals for people: coverage and mean width on the test split, per slice."""
-    overall, level = intervals["overall"], intervals["calibration"]["level"]
-    table = pd.DataFrame(intervals["slices"])
-    return {
-        "interval_level": dg.MetadataValue.float(level),
-        "interval_coverage": dg.MetadataValue.float(overall["coverage"]),
-        "interval_mean_width": dg.MetadataValue.float(overall["mean_width"]),
-        "interval_slices": markdown_table(table, rows=50, floatfmt=",.3f"),
-    }
-
-
-def comparison_table(metrics: dict, baselines: dict, champion: dict | None) -> pd.DataFrame:
-    """Candidate vs. baselines vs. champion on the same test rows, best RMSE first."""
-    rows = [{"model": "candidate (keras)", **metrics}]
-    rows += [{"model": name, **values} for name, values in baselines.items()]
-    if champion:
-        rows.append({"model": f"champion v{champion['version']}", **champion["metrics"]})
-    table = pd.DataFrame(rows)[["model", *METRIC_NAMES]]
-    return table.sort_values("rmse", kind="stable").reset_index(drop=True)
