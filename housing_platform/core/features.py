@@ -1,7 +1,9 @@
 """Feature preprocessing: a scikit-learn pipeline fit on the TRAIN split only.
 
-Every engineered feature is computable from one request (one district's raw columns), so the same
-transform serves online. The fitted transformer (:func:`build_transformer` then ``.fit(train)``) is::
+Every feature is computable from one request (one district's raw columns) and the fitted state the
+transformer carries (the neighbourhood prices look the request's place up among the training districts
+stored in it), so the same transform serves online. The fitted transformer (:func:`build_transformer`
+then ``.fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])``) is::
 
     Pipeline
     ├── "impute"   ColumnTransformer (pandas output)
