@@ -48,6 +48,7 @@ PENDING_APPROVAL_ALIAS = "pending_approval"
 APPROVAL_STATUS_TAG = "approval_status"  # pending | approved | rejected | superseded
 PENDING_REASON_TAG = "pending_reason"  # why the version was held (the label shift, with its numbers)
 TRAINING_LABEL_STATS_TAG = "training_label_stats"  # JSON: rows and median label per ocean_proximity (core/label_shift.py)
+INTERVAL_CALIBRATION_TAG = "interval_calibration"  # JSON: the version's prediction-interval calibration (core/conformal.py)
 MAX_TAG_VALUE_CHARS = 5_000  # MLflow's limit on a model version tag's value
 # Distributions the pyfunc model needs at load time, pinned to what is installed.
 MODEL_REQUIREMENTS = ("mlflow", "tensorflow", "keras", "scikit-learn", "skops", "pandas", "numpy", "pyarrow")
@@ -376,7 +377,8 @@ def feature_ranges(train: pd.DataFrame) -> dict:
 
 
 def model_artifacts(
-    folder: str | Path, transformer_path: str | Path, network_path: str | Path, training_config: dict, train: pd.DataFrame
+    folder: str | Path, transformer_path: str | Path, network_path: str | Path, training_config: dict, train: pd.DataFrame,
+    intervals: dict | None = None,
 ) -> dict[str, str]:
     """The artifact set `pyfunc_model.HousingPriceModel` loads, with the JSON files written to ``folder``.
 
@@ -390,4 +392,6 @@ def model_artifacts(
         "feature_ranges": str(write_json(folder / "feature_ranges.json", feature_ranges(train))),
         # What the server answers with when it can load no version (scoring/fallback.py); not read by the pyfunc.
         FALLBACK_ARTIFACT: str(write_json(folder / f"{FALLBACK_ARTIFACT}.json", fit_fallback_baseline(train))),
+        # The calibrated prediction intervals (core/conformal.py), when the training run made them.
+        **({"intervals": str(write_json(folder / "intervals.json", intervals))} if intervals else {}),
     }

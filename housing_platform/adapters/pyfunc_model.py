@@ -32,6 +32,11 @@ class HousingPriceModel(mlflow.pyfunc.PythonModel):
         # Per-feature range seen in training: the server flags (but accepts) values outside it.
         with open(context.artifacts["feature_ranges"]) as handle:
             self.feature_ranges = json.load(handle)
+        # The calibrated prediction intervals (core/conformal.py); versions registered before them have none.
+        self.intervals = None
+        if "intervals" in context.artifacts:
+            with open(context.artifacts["intervals"]) as handle:
+                self.intervals = json.load(handle)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         from housing_platform.core.features import transform

@@ -3,9 +3,11 @@
 * :func:`regression_metrics` — RMSE, MAE, R², MAPE (a fraction, as in scikit-learn) and the row count.
 * :func:`slice_metrics` — the same per ``ocean_proximity`` category and per ``median_income`` quintile
   (quintile edges computed on the evaluated rows themselves), each with its row count.
-* :func:`baseline_predictions` — three reference models fit on the same train rows and scored on the
-  same test rows as the network: the median value per ``ocean_proximity`` (a heuristic), a linear
-  regression and a histogram gradient boosting regressor (both on the fitted transformer's features).
+* :func:`baseline_predictions` — reference models scored on the same test rows as the network: the
+  median value per ``ocean_proximity`` (a heuristic), a linear regression and a histogram gradient
+  boosting regressor (both on the fitted transformer's features, fit on the train rows), and the
+  textbook random forest (:mod:`housing_platform.core.baselines`, fit on train + validation, the rows
+  the network learns from).
 * :func:`write_plots` — PNG files (predicted vs. actual, residuals, per-slice RMSE), drawn with the
   matplotlib object API on the Agg canvas: no pyplot, no global backend switch, safe in servers.
 """
@@ -32,32 +34,17 @@ def income_quantile_edges(income, quantiles: int = N_INCOME_QUANTILES) -> np.nda
     return np.quantile(values, np.linspace(0.0, 1.0, quantiles + 1))
 
 
-def slice_metrics(frame: pd.DataFrame, y_true, y_pred, quantiles: int = N_INCOME_QUANTILES) -> pd.DataFrame:
-    """One row for all rows, one per ``ocean_proximity`` category, one per ``median_income`` quantile.
+def slice_masks(frame: pd.DataFrame, quantiles: int = N_INCOME_QUANTILES) -> dict[tuple[str, str], tuple]:
+    """``(slice_by, slice) -> (row mask, lower, upper)`` for every slice :func:`slice_metrics` reports, in order.
 
-    Columns :data:`SLICE_COLUMNS`. Every known category gets a row (count 0 and NaN metrics when it is
-    absent) so the table's shape is stable; unknown categories found in ``frame`` are appended. Income
-    quantile ``i`` holds ``edges[i] <= income < edges[i + 1]`` (the last one includes its upper edge).
+    All rows, every known ``ocean_proximity`` category (then unknown ones found in ``frame``), and each
+    ``median_income`` quantile ``i``: ``edges[i] <= income < edges[i + 1]`` (the last includes its upper edge).
     """
-    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
-    if not len(frame) == len(y_true) == len(y_pred):
-        raise ValueError("frame, y_true and y_pred must have the same number of rows")
-
-    def row(slice_by: str, name: str, mask: np.ndarray, lower=np.nan, upper=np.nan) -> dict:
-        return {
-            "slice_by": slice_by,
-            "slice": name,
-            "lower": float(lower),
-            "upper": float(upper),
-            **regression_metrics(y_true[mask], y_pred[mask]),
-        }
-
-    rows = [row("all", "all", np.ones(len(y_true), dtype=bool))]
+    masks: dict[tuple[str, str], tuple] = {("all", "all"): (np.ones(len(frame), dtype=bool), np.nan, np.nan)}
     categories = frame[CATEGORICAL_COLUMN].astype(str).to_numpy()
     seen = list(OCEAN_PROXIMITY_CATEGORIES) + sorted(set(categories) - set(OCEAN_PROXIMITY_CATEGORIES))
-    rows += [row(CATEGORICAL_COLUMN, category, categories == category) for category in seen]
-
+    for category in seen:
+        masks[(CATEGORICAL_COLUMN, category)] = (categories == category, np.nan, np.nan)
     if len(frame):
         income = frame[INCOME_COLUMN].to_numpy(dtype=np.float64)
         edges = income_quantile_edges(income, quantiles)
@@ -65,34 +52,66 @@ def slice_metrics(frame: pd.DataFrame, y_true, y_pred, quantiles: int = N_INCOME
         slice_by = f"{INCOME_COLUMN}_quintile" if quantiles == 5 else f"{INCOME_COLUMN}_quantile"
         for i in range(quantiles):
             label = f"Q{i + 1} [{edges[i]:.2f}, {edges[i + 1]:.2f}{']' if i == quantiles - 1 else ')'}"
-            rows.append(row(slice_by, label, which == i, edges[i], edges[i + 1]))
+            masks[(slice_by, label)] = (which == i, edges[i], edges[i + 1])
+    return masks
+
+
+def slice_metrics(frame: pd.DataFrame, y_true, y_pred, quantiles: int = N_INCOME_QUANTILES) -> pd.DataFrame:
+    """One row for all rows, one per ``ocean_proximity`` category, one per ``median_income`` quantile.
+
+    Columns :data:`SLICE_COLUMNS`; the slices are :func:`slice_masks`'. Every known category gets a row
+    (count 0 and NaN metrics when it is absent) so the table's shape is stable.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if not len(frame) == len(y_true) == len(y_pred):
+        raise ValueError("frame, y_true and y_pred must have the same number of rows")
+    rows = [
+        {"slice_by": by, "slice": name, "lower": float(lower), "upper": float(upper),
+         **regression_metrics(y_true[mask], y_pred[mask])}
+        for (by, name), (mask, lower, upper) in slice_masks(frame, quantiles).items()
+    ]
     table = pd.DataFrame(rows, columns=SLICE_COLUMNS)
     table["count"] = table["count"].astype(int)
     return table
 
 
-def baseline_predictions(train: pd.DataFrame, test: pd.DataFrame, transformer) -> dict[str, np.ndarray]:
-    """Test-set predictions (dollars) of three baselines fit on ``train`` (which includes the target).
+def interval_slices(frame: pd.DataFrame, y_true, lower, upper) -> pd.DataFrame:
+    """Coverage and mean width of prediction intervals overall and per slice (:func:`slice_masks`)."""
+    from housing_platform.core.conformal import coverage_by_slice
+
+    masks = {key: mask for key, (mask, _, _) in slice_masks(frame).items()}
+    return pd.DataFrame(coverage_by_slice(frame, y_true, lower, upper, masks))
+
+
+def baseline_predictions(
+    train: pd.DataFrame, test: pd.DataFrame, transformer, validation: pd.DataFrame | None = None
+) -> dict[str, np.ndarray]:
+    """Test-set predictions (dollars) of the baselines (``train`` and ``validation`` include the target).
 
     ``transformer`` is the already fitted feature pipeline (fit on the same train rows), so the linear
-    and boosting baselines see exactly the network's inputs.
+    and boosting baselines see exactly the network's inputs. The textbook random forest learns from
+    ``train`` plus ``validation`` (the rows the network learns from, early stopping included).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import LinearRegression
 
+    from housing_platform.core.baselines import TEXTBOOK_BASELINE, textbook_predictions
     from housing_platform.core.features import transform
 
     y_train = train[TARGET_COLUMN].to_numpy(dtype=np.float64)
     medians = train.groupby(CATEGORICAL_COLUMN)[TARGET_COLUMN].median()
     heuristic = test[CATEGORICAL_COLUMN].map(medians).fillna(float(np.median(y_train)))
 
-    X_train, X_test = transform(transformer, train), transform(transformer, test)
+    X_train, X_test = transform(transformer, train, out_of_fold=True), transform(transformer, test)
     linear = LinearRegression().fit(X_train, y_train)
     boosting = HistGradientBoostingRegressor(random_state=BASELINE_RANDOM_STATE).fit(X_train, y_train)
     return {
         "median_per_ocean_proximity": heuristic.to_numpy(dtype=np.float64),
         "linear_regression": linear.predict(X_test).astype(np.float64),
         "hist_gradient_boosting": boosting.predict(X_test).astype(np.float64),
+        TEXTBOOK_BASELINE: textbook_predictions(pd.concat([train, validation], ignore_index=True)
+                                                if validation is not None else train, test),
     }
 
 

@@ -1,7 +1,9 @@
 """Feature preprocessing: a scikit-learn pipeline fit on the TRAIN split only.
 
-Every engineered feature is computable from one request (one district's raw columns), so the same
-transform serves online. The fitted transformer (:func:`build_transformer` then ``.fit(train)``) is::
+Every feature is computable from one request (one district's raw columns) and the fitted state the
+transformer carries (the neighbourhood prices look the request's place up among the training districts
+stored in it), so the same transform serves online. The fitted transformer (:func:`build_transformer`
+then ``.fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])``) is::
 
     Pipeline
     ├── "impute"   ColumnTransformer (pandas output)
@@ -12,7 +14,10 @@ transform serves online. The fitted transformer (:func:`build_transformer` then 
           │     ├── "engineer" DistrictFeatures                  (stateless formulas, see ENGINEERED_COLUMNS)
           │     └── "scale"    StandardScaler
           ├── "geo"      ClusterSimilarity                       on (latitude, longitude)
-          └── "category" OneHotEncoder(handle_unknown="ignore")  on ocean_proximity
+          ├── "category" OneHotEncoder(handle_unknown="ignore")  on ocean_proximity
+          └── "neighbourhood" Pipeline                on (latitude, longitude, median_income); if neighbours > 0
+                ├── "prices" NeighbourhoodPrices                 (k nearest TRAINING districts: core/neighbourhood.py)
+                └── "scale"  StandardScaler
 
 Re-implementing ``transform`` with numpy from the fitted parameters (``t`` is the fitted pipeline):
 
@@ -31,7 +36,14 @@ Re-implementing ``transform`` with numpy from the fitted parameters (``t`` is th
    → k columns, unscaled.
 4. ``o = t["features"].named_transformers_["category"]``: one column per ``o.categories_[0]`` entry
    (fixed to OCEAN_PROXIMITY_CATEGORIES), 1.0 where equal; an unknown category is all zeros.
-5. Concatenate [2, 3, 4]: :func:`feature_names` gives the names, :func:`fitted_statistics` the numbers.
+5. ``p = t["features"].named_transformers_["neighbourhood"]`` (when present):
+   ``(p["prices"].values_at((lat, lon)) - scale.mean_) / scale.scale_`` with ``scale = p["scale"]`` —
+   the same function, not a re-implementation (4 columns, see ``core/neighbourhood.py``).
+6. Concatenate [2, 3, 4, 5]: :func:`feature_names` gives the names, :func:`fitted_statistics` the numbers.
+
+The neighbourhood block needs the target to fit and answers the TRAINING rows out of fold (each
+without its own label): fitting the pipeline fits its scaler on those values, and the training rows'
+model matrix is ``transform(t, train, out_of_fold=True)``; every other row uses plain ``transform``.
 
 Persistence is skops (never pickle); :func:`load_transformer` passes an explicit list of the types the
 file may contain (:data:`TRUSTED_TYPES`) and refuses anything else.
@@ -51,11 +63,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from housing_platform.core.neighbourhood import DEFAULT_NEIGHBOURS, NEIGHBOURHOOD_COLUMNS, NeighbourhoodPrices
+from housing_platform.core.neighbourhood import INPUT_COLUMNS as NEIGHBOURHOOD_INPUTS
 from housing_platform.core.schema import (
     CATEGORICAL_COLUMN,
     FEATURE_COLUMNS,
     NUMERIC_FEATURE_COLUMNS,
     OCEAN_PROXIMITY_CATEGORIES,
+    TARGET_COLUMN,
 )
 
 GEO_COLUMNS = ("latitude", "longitude")
@@ -191,8 +206,12 @@ def build_transformer(
     n_init: int = DEFAULT_KMEANS_INIT,
     random_state: int = DEFAULT_RANDOM_STATE,
     kernel: str = DEFAULT_KERNEL,
+    neighbours: int = DEFAULT_NEIGHBOURS,
 ) -> Pipeline:
-    """The unfitted preprocessing pipeline (see the module docstring). Fit it on the train split only."""
+    """The unfitted preprocessing pipeline (see the module docstring). Fit it on the train split only.
+
+    ``neighbours``: k of the neighbourhood-price block; 0 leaves the block out.
+    """
     impute = ColumnTransformer(
         [
             ("median", SimpleImputer(strategy="median"), list(NUMERIC_FEATURE_COLUMNS)),
@@ -216,6 +235,12 @@ def build_transformer(
                 ),
                 [CATEGORICAL_COLUMN],
             ),
+            *(
+                [("neighbourhood", Pipeline([("prices", NeighbourhoodPrices(neighbours)), ("scale", StandardScaler())]),
+                  list(NEIGHBOURHOOD_INPUTS))]
+                if neighbours
+                else []
+            ),
         ],
         remainder="drop",
         verbose_feature_names_out=False,
@@ -224,13 +249,28 @@ def build_transformer(
 
 
 def fit_transformer(train: pd.DataFrame, **kwargs) -> Pipeline:
-    """:func:`build_transformer` fit on ``train`` (its feature columns; the target is ignored)."""
-    return build_transformer(**kwargs).fit(train[list(FEATURE_COLUMNS)])
+    """:func:`build_transformer` fit on ``train``'s feature columns (and target, for the neighbourhood block)."""
+    return build_transformer(**kwargs).fit(train[list(FEATURE_COLUMNS)], train[TARGET_COLUMN].to_numpy(np.float64))
 
 
-def transform(transformer: Pipeline, frame: pd.DataFrame) -> np.ndarray:
-    """The model matrix (``float32``, the dtype the network uses) for ``frame``'s feature columns."""
-    return np.asarray(transformer.transform(frame[list(FEATURE_COLUMNS)]), dtype=np.float32)
+def neighbourhood_step(transformer: Pipeline) -> Pipeline | None:
+    """The fitted neighbourhood block (``prices`` → ``scale``), or None for a transformer without it."""
+    named = transformer["features"].named_transformers_
+    return named["neighbourhood"] if "neighbourhood" in named else None
+
+
+def transform(transformer: Pipeline, frame: pd.DataFrame, out_of_fold: bool = False) -> np.ndarray:
+    """The model matrix (``float32``, the dtype the network uses) for ``frame``'s feature columns.
+
+    ``out_of_fold=True`` is for the rows the transformer was fit on (in that order): their
+    neighbourhood columns leave each row's own label out (:mod:`housing_platform.core.neighbourhood`).
+    """
+    matrix = np.asarray(transformer.transform(frame[list(FEATURE_COLUMNS)]), dtype=np.float64)
+    step = neighbourhood_step(transformer) if out_of_fold else None
+    if step is not None:
+        imputed = transformer["impute"].transform(frame[list(FEATURE_COLUMNS)])
+        matrix[:, -len(NEIGHBOURHOOD_COLUMNS):] = step["scale"].transform(step["prices"].out_of_fold(imputed))
+    return matrix.astype(np.float32)
 
 
 def feature_names(transformer: Pipeline) -> list[str]:
@@ -255,8 +295,21 @@ def fitted_statistics(transformer: Pipeline) -> dict:
         "cluster_gamma": float(geo.gamma),
         "cluster_kernel": cluster_kernel(geo),
         "ocean_proximity_categories": [str(c) for c in onehot.categories_[0]],
+        **_neighbourhood_statistics(transformer),
         "output_features": feature_names(transformer),
         "n_samples_fit": int(scaler.n_samples_seen_),
+    }
+
+
+def _neighbourhood_statistics(transformer: Pipeline) -> dict:
+    step = neighbourhood_step(transformer)
+    if step is None:
+        return {"neighbourhood_neighbours": 0}
+    return {
+        "neighbourhood_neighbours": int(step["prices"].n_neighbours),
+        "neighbourhood_training_rows": int(len(step["prices"].coordinates_)),
+        "neighbourhood_scaler_means": dict(zip(NEIGHBOURHOOD_COLUMNS, map(float, step["scale"].mean_))),
+        "neighbourhood_scaler_scales": dict(zip(NEIGHBOURHOOD_COLUMNS, map(float, step["scale"].scale_))),
     }
 
 
@@ -265,6 +318,7 @@ def fitted_statistics(transformer: Pipeline) -> dict:
 TRUSTED_TYPES = [
     f"{__name__}.ClusterSimilarity",
     f"{__name__}.DistrictFeatures",
+    "housing_platform.core.neighbourhood.NeighbourhoodPrices",
     "numpy.dtype",  # SimpleImputer keeps the dtype it was fit on (`_fit_dtype`, `_fill_dtype`)
 ]
 

@@ -26,6 +26,8 @@ PERFORMANCE_COLUMNS = [
     "rmse_ratio",
     "labels_outside_schema",
     "residuals_clipped",
+    "interval_level",  # the version's calibrated interval level (NaN: the version has no intervals)
+    "interval_coverage",  # share of labelled rows whose (winsorised) label lies in the served interval
 ]
 # 1.4826 × MAD estimates a normal standard deviation; the clip bound when no evaluation RMSE is known.
 MAD_TO_SIGMA = 1.4826
@@ -73,6 +75,7 @@ def live_performance(
     frame: pd.DataFrame,
     evaluation_rmse: dict[str, float],
     residual_clip_multiple: float | None = None,
+    calibrations: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """Robust RMSE/MAE of the served predictions on labelled traffic, one row per model version.
 
@@ -80,7 +83,13 @@ def live_performance(
     the live RMSE is compared with. Labels are winsorised to the schema range and residuals clipped
     at ``residual_clip_multiple`` × that RMSE (:func:`robust_errors`): m absurd labels among n raise
     the squared error by at most m × multiple² / n of the honest one.
+
+    ``calibrations`` maps a model version to its interval calibration (``core.conformal``): the
+    interval each labelled row was served is recomputed from its captured prediction (it depends on
+    the prediction alone) and the share of labels inside it is the version's live interval coverage.
     """
+    from housing_platform.core.conformal import coverage, intervals
+
     multiple = QualityLimits().residual_clip_multiple if residual_clip_multiple is None else residual_clip_multiple
     rows = []
     for version, group in frame.groupby(frame["model_version"].astype(str), sort=True):
@@ -92,6 +101,13 @@ def live_performance(
         )
         scores = regression_metrics(errors, np.zeros(len(errors)))
         rmse, mae = scores["rmse"], scores["mae"]
+        calibration = (calibrations or {}).get(version)
+        level = covered = float("nan")
+        if calibration and len(with_truth):
+            level = float(calibration["level"])
+            lower, upper = intervals(with_truth["prediction"].to_numpy(dtype=float), calibration)
+            truth = np.clip(with_truth[TARGET_COLUMN].to_numpy(dtype=float), MIN_HOUSE_VALUE, MAX_HOUSE_VALUE)
+            covered = coverage(truth, lower, upper)["coverage"]
         rows.append(
             {
                 "model_version": version,
@@ -103,6 +119,8 @@ def live_performance(
                 "rmse_ratio": rmse / reference if known else float("nan"),
                 "labels_outside_schema": outside,
                 "residuals_clipped": clipped,
+                "interval_level": level,
+                "interval_coverage": covered,
             }
         )
     return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
@@ -126,20 +144,34 @@ class QualityLimits(BaseModel):
         "(labels first winsorised to the schema range), so one absurd label among n adds at most multiple²/n "
         "to the squared error."
     )
+    # With n labelled rows the coverage of a well-calibrated 80% interval varies by sqrt(0.16 / n): 4% at the
+    # 100 rows a version needs to be judged, so 0.10 is 2.5 standard deviations there and 5 at 400 rows.
+    max_interval_coverage_gap: float = Field(
+        0.10, gt=0, lt=1, description="Live coverage of the prediction intervals on labelled rows may differ from "
+        "the version's calibrated level (80% by default) by at most this much; beyond it the check fails "
+        "(too low: the model is surer than it should be — concept drift; too high: the ranges are needlessly wide)."
+    )
 
 
 def quality_verdict(
     performance: pd.DataFrame,
     tolerance: float = QualityLimits.model_fields["tolerance"].default,
     min_labelled: int = QualityLimits.model_fields["min_labelled_rows"].default,
+    max_interval_coverage_gap: float = QualityLimits.model_fields["max_interval_coverage_gap"].default,
 ) -> QualityVerdict:
-    """Fail when a version's live RMSE exceeds its evaluation RMSE by more than ``tolerance``.
+    """Fail when a version's live RMSE exceeds its evaluation RMSE by more than ``tolerance``, or its
+    live interval coverage lies more than ``max_interval_coverage_gap`` from its calibrated level.
 
     Versions with fewer than ``min_labelled`` labelled rows are not judged: a handful of labels
     cannot tell noise from degradation.
     """
     judged = performance[performance["labelled_rows"] >= min_labelled]
-    degraded = judged[judged["rmse"] > judged["evaluation_rmse"] * (1 + tolerance)]
+    rmse_degraded = judged["rmse"] > judged["evaluation_rmse"] * (1 + tolerance)
+    if "interval_coverage" in judged.columns:  # NaN (no calibration) compares False: not judged
+        coverage_off = (judged["interval_coverage"] - judged["interval_level"]).abs() > max_interval_coverage_gap
+    else:
+        coverage_off = pd.Series(False, index=judged.index)
+    degraded = judged[rmse_degraded | coverage_off]
     if judged.empty:
         labelled_total = int(performance["labelled_rows"].sum()) if len(performance) else 0
         return QualityVerdict(
@@ -151,6 +183,9 @@ def quality_verdict(
     parts = [
         f"v{r.model_version}: live RMSE ${r.rmse:,.0f} vs evaluation ${r.evaluation_rmse:,.0f} "
         f"({r.rmse_ratio - 1:+.1%}, {r.labelled_rows} labelled rows)"
+        + (f", interval coverage {r.interval_coverage:.1%} vs {r.interval_level:.0%} calibrated "
+           f"(allowed ±{max_interval_coverage_gap:.0%})"
+           if pd.notna(getattr(r, "interval_coverage", None)) else "")
         for r in judged.itertuples()
     ]
     return QualityVerdict(

@@ -12,23 +12,39 @@ evaluation report (a plain dict), so it is testable without Dagster and the bloc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 RMSE_CHECK = "rmse_within_limit"
-LINEAR_BASELINE_CHECK = "beats_linear_baseline"
+BASELINE_CHECK = "beats_baseline"
 CHAMPION_CHECK = "no_regression_vs_champion"
 SLICE_CHECK = "no_weak_slice"
 GOLDEN_CHECK = "no_regression_on_golden_holdout"
-GATE_CHECKS = (RMSE_CHECK, LINEAR_BASELINE_CHECK, CHAMPION_CHECK, SLICE_CHECK, GOLDEN_CHECK)
+GATE_CHECKS = (RMSE_CHECK, BASELINE_CHECK, CHAMPION_CHECK, SLICE_CHECK, GOLDEN_CHECK)
+# The baselines of `evaluation.baseline_predictions` the "beats baseline" rule can be held against.
+BASELINE_LABELS = {
+    "linear_regression": "LinearRegression",
+    "textbook_random_forest": "the textbook random forest (Hands-On ML ch. 2)",
+    "hist_gradient_boosting": "HistGradientBoosting",
+    "median_per_ocean_proximity": "the median per ocean_proximity",
+}
 
 
 class GateThresholds(BaseModel):
     """Limits of the gate; recorded in every evaluation report so a verdict can be re-read later."""
 
     max_rmse_dollars: float = Field(55_000.0, description="Largest acceptable test RMSE, USD.")
-    min_improvement_over_linear: float = Field(
-        0.10, description="The RMSE must be at least this fraction below the LinearRegression baseline's."
+    baseline_to_beat: Literal[
+        "linear_regression", "textbook_random_forest", "hist_gradient_boosting", "median_per_ocean_proximity"
+    ] = Field("linear_regression", description="The baseline of the evaluation report the check beats_baseline "
+              "holds the candidate against (textbook_random_forest: Hands-On ML ch. 2's pipeline, same rows).")
+    # 5%, not the former 10%: the linear baseline now sees the neighbourhood prices, which alone moved it from
+    # $57,540 to $47,747 on the real test split, so 5% below it ($45,360) is a stricter bar than 10% below the
+    # old one ($51,786). The default network is 14% below it; the 3-epoch networks of the end-to-end tests 9%.
+    min_improvement_over_baseline: float = Field(
+        0.05, description="The RMSE must be at least this fraction below the baseline_to_beat's (negative: may "
+        "exceed it by at most that fraction)."
     )
     max_regression_vs_champion: float = Field(
         0.01, description="The RMSE may exceed the champion's on the same test rows by at most this fraction."
@@ -54,6 +70,17 @@ class GateThresholds(BaseModel):
     min_label_shift_rows: int = Field(
         500, description="Categories with fewer labelled rows (in either span) are not compared for label shift."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_names(cls, data):
+        # Reports written before the baseline was configurable recorded `min_improvement_over_linear`.
+        if isinstance(data, dict) and "min_improvement_over_linear" in data:
+            data = dict(data)
+            legacy = data.pop("min_improvement_over_linear")
+            data.setdefault("min_improvement_over_baseline", legacy)
+            data.setdefault("baseline_to_beat", "linear_regression")
+        return data
 
 
 @dataclass(frozen=True)
@@ -84,15 +111,7 @@ def evaluate_model_gate(report: dict, thresholds: GateThresholds | None = None) 
         details={"rmse": rmse, "limit": limits.max_rmse_dollars},
     )
 
-    linear = float(report["baselines"]["linear_regression"]["rmse"])
-    required = linear * (1 - limits.min_improvement_over_linear)
-    verdicts[LINEAR_BASELINE_CHECK] = GateVerdict(
-        LINEAR_BASELINE_CHECK,
-        rmse <= required,
-        f"test RMSE ${rmse:,.0f} vs LinearRegression ${linear:,.0f}: "
-        f"{1 - rmse / linear:.1%} lower (required {limits.min_improvement_over_linear:.0%})",
-        details={"rmse": rmse, "linear_rmse": linear, "required_rmse": required},
-    )
+    verdicts[BASELINE_CHECK] = baseline_verdict(report, limits)
 
     champion = report.get("champion")
     if not champion:
@@ -136,6 +155,27 @@ def evaluate_model_gate(report: dict, thresholds: GateThresholds | None = None) 
     )
     verdicts[GOLDEN_CHECK] = golden_verdict(report, limits)
     return verdicts
+
+
+def baseline_verdict(report: dict, limits: GateThresholds) -> GateVerdict:
+    """The candidate's test RMSE against ``limits.baseline_to_beat``'s on the same rows."""
+    rmse = float(report["metrics"]["rmse"])
+    name = limits.baseline_to_beat
+    label = BASELINE_LABELS[name]
+    baseline = (report.get("baselines") or {}).get(name)
+    if not baseline:  # a report without the named baseline cannot pass a rule that needs it
+        return GateVerdict(BASELINE_CHECK, False, f"the evaluation report has no {name} baseline to compare with",
+                           details={"baseline": name})
+    baseline_rmse = float(baseline["rmse"])
+    improvement = limits.min_improvement_over_baseline
+    required = baseline_rmse * (1 - improvement)
+    return GateVerdict(
+        BASELINE_CHECK,
+        rmse <= required,
+        f"test RMSE ${rmse:,.0f} vs {label} ${baseline_rmse:,.0f}: {1 - rmse / baseline_rmse:.1%} lower "
+        f"(required {improvement:.0%}, at most ${required:,.0f})",
+        details={"rmse": rmse, "baseline": name, "baseline_rmse": baseline_rmse, "required_rmse": required},
+    )
 
 
 def golden_verdict(report: dict, limits: GateThresholds) -> GateVerdict:

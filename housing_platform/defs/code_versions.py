@@ -47,11 +47,13 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     "housing_splits": ("defs.training.assets", "core.splits"),
     "fitted_transformer": ("defs.training.assets", "core.features"),
     "trained_model": ("defs.training.assets", "core.model", "core.features"),
+    "hyperparameter_search": ("defs.training.search", "core.search", "core.splits", "core.model", "core.features"),
     "golden_holdout": ("defs.training.golden", "core.golden_holdout", "core.metrics"),
     "evaluation_report": (
         "defs.training.assets",
         "defs.training.golden",
         "core.evaluation",
+        "core.baselines",
         "core.model_gate",
         "core.label_shift",
         "core.golden_holdout",

@@ -39,11 +39,14 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     from housing_platform.defs.training import assets as training
     from housing_platform.defs.training import checks as training_checks
     from housing_platform.defs.training import golden
+    from housing_platform.defs.training import search as tuning
 
     # One resource set per environment (embedded or production), chosen by HOUSING_PROFILE.
     resources = resources_for_profile(settings)
 
-    asset_modules = [ingestion, labels, training, golden, registry, serving, monitoring, monitoring_history, rollout]
+    asset_modules = [
+        ingestion, labels, training, golden, tuning, registry, serving, monitoring, monitoring_history, rollout,
+    ]
     return dg.Definitions(
         # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
         assets=[*dg.load_assets_from_modules(asset_modules), serving.live_endpoint_captures],

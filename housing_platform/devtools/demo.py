@@ -33,7 +33,7 @@ def _print_checks(result, prefix: str = "  ") -> None:
 
 
 def _print_comparison(defs, instance) -> None:
-    from housing_platform.defs.training.assets import comparison_table
+    from housing_platform.defs.training.report_tables import comparison_table
 
     report = defs.load_asset_value("evaluation_report", instance=instance)
     table = comparison_table(report["metrics"], report["baselines"], report.get("champion"))

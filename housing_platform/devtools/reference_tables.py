@@ -30,6 +30,7 @@ DEFAULTS_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "model-gate": ("housing_platform.core.model_gate:GateThresholds", ()),
     "drift": ("housing_platform.core.drift:DriftConfig", ("per_column_method", "per_column_threshold")),
     "live-quality": ("housing_platform.core.live_quality:QualityLimits", ()),
+    "intervals": ("housing_platform.core.conformal:IntervalConfig", ()),
     "labels": ("housing_platform.core.label_consistency:LabelGateLimits", ()),
     "retraining": ("housing_platform.config.settings:RetrainingPolicy", ()),
     "rollout": ("housing_platform.core.rollout:RolloutConfig", ()),

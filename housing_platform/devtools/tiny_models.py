@@ -111,10 +111,14 @@ def build_registered_models(root: Path) -> RegisteredModels:
     transformer = features.fit_transformer(train)
     config = keras_model.TrainingConfig(epochs=EPOCHS, patience=EPOCHS, reduce_lr_patience=0)
     result = keras_model.train_model(
-        features.transform(transformer, train), train[TARGET_COLUMN].to_numpy(),
+        features.transform(transformer, train, out_of_fold=True), train[TARGET_COLUMN].to_numpy(),
         features.transform(transformer, validation), validation[TARGET_COLUMN].to_numpy(),
         config,
     )
+    from housing_platform.core.conformal import calibrate
+
+    x_validation = features.transform(transformer, validation)
+    intervals = calibrate(validation[TARGET_COLUMN], keras_model.predict(result.model, x_validation)).model_dump()
     files = root / "files"
     transformer_path = features.save_transformer(transformer, files / "transformer.skops")
     network_v1 = keras_model.save_model(result.model, files / "network_v1.keras")
@@ -131,7 +135,8 @@ def build_registered_models(root: Path) -> RegisteredModels:
     for network_path in (network_v1, network_v2):
         version = registry.log_and_register(
             run_id=registry.start_run("serving-tests"),
-            artifacts=model_artifacts(files, transformer_path, network_path, config.model_dump(mode="json"), train),
+            artifacts=model_artifacts(files, transformer_path, network_path, config.model_dump(mode="json"), train,
+                                      intervals=intervals),
             input_example=example,
             predictions_example=np.full(len(example), 200_000.0),
             tags={"model_sha256": sha256_of(network_path), "purpose": "serving tests"},

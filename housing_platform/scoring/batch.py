@@ -30,6 +30,7 @@ BATCH_PRECISION = "float32"
 BATCH_PART_ROWS = 65_536
 
 PREDICTION_COLUMN = "prediction"
+LOWER_COLUMN, UPPER_COLUMN = "lower", "upper"  # the prediction interval (core/conformal.py), when calibrated
 MODEL_VERSION_COLUMN = "model_version"
 OUT_OF_RANGE_COLUMN = "out_of_range"
 REJECTED_COLUMN = "rejected_rules"
@@ -57,7 +58,8 @@ def read_districts(path) -> pd.DataFrame:
 
 
 def score_frame(scorer: FastScorer, frame: pd.DataFrame, model_version: str, threads: int | None = None) -> pd.DataFrame:
-    """The input rows plus ``prediction`` (USD), ``model_version``, ``out_of_range`` and ``rejected_rules``.
+    """The input rows plus ``prediction`` (USD), ``model_version``, ``out_of_range`` and ``rejected_rules``,
+    and ``lower`` / ``upper`` (the version's prediction interval, USD) when the version carries one.
 
     Rows breaking a schema rule are not scored (``prediction`` NaN, the rules in ``rejected_rules``);
     the others go through the fast path. Numbers that are not numbers (text in a numeric column)
@@ -94,6 +96,9 @@ def score_frame(scorer: FastScorer, frame: pd.DataFrame, model_version: str, thr
     run_parts(run, starts, threads)
     out = frame.copy(deep=False)  # new columns go to the copy only; the input columns are not duplicated
     out[PREDICTION_COLUMN] = predictions
+    bounds = scorer.interval_bounds(predictions)  # NaN stays NaN for rejected rows
+    if bounds is not None:
+        out[LOWER_COLUMN], out[UPPER_COLUMN] = bounds
     out[MODEL_VERSION_COLUMN] = str(model_version)
     out[OUT_OF_RANGE_COLUMN] = flags
     out[REJECTED_COLUMN] = rejected

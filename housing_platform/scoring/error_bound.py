@@ -46,7 +46,8 @@ fast path in its precision); then ``|fast - ref| <= bound_ref + bound_fast`` (:a
   engineered ``8 eps (|x| + (2 |mean| + 1) / scale)`` (``log``, ratio, standardisation);
   similarity argument ``16 eps (1 + gamma (|p|^2 + |c|^2))`` (coordinates centred on the centres'
   mean), through ``2 sqrt(S) + d`` (biweight) or ``S expm1(d)`` (Gaussian) plus the ``e^-80`` floor
-  of the fast path; ``eps = 2^-53``. It enters both bounds as input error, and
+  of the fast path; ``eps = 2^-53``. The neighbourhood-price columns are computed by the same
+  function on both paths; only their standardisation may round differently: ``4 eps (|x| + |mean| / scale)``. It enters both bounds as input error, and
   :attr:`SkewBound.features` reports how much of the total it accounts for (nothing visible in
   practice: it is ~1e-9 of the float32 terms).
 
@@ -209,6 +210,11 @@ def _transformer_error(scorer: FastScorer, x: np.ndarray, p2: np.ndarray) -> np.
             t[:, n_eng : n_eng + k] = d * (2.0 * np.sqrt(s) + d) + 2.0 * U64 * s
         else:
             t[:, n_eng : n_eng + k] = s * np.expm1(d) + 2.0 * U64 * s + _SIMILARITY_FLOOR
+    m = len(scorer.neighbourhood_means) if scorer.neighbourhood is not None else 0
+    if m:  # the same float64 values on both paths, standardised by (v - mean) / scale: two roundings each
+        means = np.abs(np.asarray(scorer.neighbourhood_means, dtype=np.float64))
+        scales = np.abs(np.asarray(scorer.neighbourhood_scales, dtype=np.float64))
+        t[:, -m:] = 4.0 * U64 * (np.abs(x[:, -m:]) + means / scales)
     return t
 
 

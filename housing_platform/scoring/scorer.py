@@ -9,7 +9,10 @@ evaluates the same function in numpy: ~50 µs for one row, ~0.9M rows per second
 The engineered features are computed in float64; the cluster kernel's argument is one small float64
 matrix product, rounded to the dense layers' precision (float64 for the server, float32 for batch)
 before the element-wise kernel; the first layer is split by feature block so the full feature
-matrix is never built. Equality with the pyfunc is checked at load time
+matrix is never built. The neighbourhood-price columns (when the version has them) come from the
+very method the transformer calls (``NeighbourhoodPrices.values_at`` on the version's own training
+coordinates), so they are the same float64 numbers on both paths.
+Equality with the pyfunc is checked at load time
 (:mod:`housing_platform.scoring.verification`); rows are not validated here
 (:mod:`housing_platform.core.request_rules`).
 """
@@ -27,6 +30,7 @@ import pandas as pd
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
 from housing_platform.scoring.errors import UnsupportedModelError
 from housing_platform.scoring.network import DenseLayer, dense_layers_from_keras, relu
+from housing_platform.scoring.parallel import run_parts  # noqa: F401 - batch scoring imports it from here
 from housing_platform.scoring.training_ranges import compile_ranges, flag_matrix
 
 # Rows per chunk in batch scoring: the intermediate matrices of one chunk stay in the CPU cache.
@@ -90,6 +94,12 @@ class FastScorer:
     feature_ranges: dict = field(default_factory=dict)
     precision: str = "float64"
     cluster_kernel: str = "gaussian"  # features.KERNELS; transformers saved before the kernel choice are Gaussian
+    # The fitted core.neighbourhood.NeighbourhoodPrices and its scaler (None / empty: the version has no such block).
+    neighbourhood: Any = None
+    neighbourhood_means: tuple[float, ...] = ()
+    neighbourhood_scales: tuple[float, ...] = ()
+    # The version's interval calibration (core.conformal.IntervalCalibration as a dict), None: no intervals.
+    intervals: dict | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in ("float64", "float32"):
@@ -103,7 +113,8 @@ class FastScorer:
         n_engineered = len(self._position)
         self._n_engineered = n_engineered
         k = len(self.cluster_centers)
-        self.n_features = n_engineered + k + len(self.categories)
+        self._n_neighbourhood = len(self.neighbourhood_means) if self.neighbourhood is not None else 0
+        self.n_features = n_engineered + k + len(self.categories) + self._n_neighbourhood
         kernel = self.layers[0].kernel
         if self.layers[-1].kernel.shape[1] != 1:
             raise UnsupportedModelError(f"the network must end in one output, not {self.layers[-1].kernel.shape[1]}")
@@ -138,7 +149,11 @@ class FastScorer:
         self._engineered_kernel = np.ascontiguousarray(first_rows[:n_engineered])
         self._geo_kernel = np.ascontiguousarray(first_rows[n_engineered : n_engineered + k])
         bias = self.layers[0].bias
-        self._category_rows = np.vstack([kernel[n_engineered + k :] + bias, bias]).astype(dtype)
+        n_onehot = n_engineered + k + len(self.categories)
+        self._category_rows = np.vstack([kernel[n_engineered + k : n_onehot] + bias, bias]).astype(dtype)
+        self._neighbourhood_kernel = np.ascontiguousarray(first_rows[n_onehot:])
+        self._neighbourhood_means = np.asarray(self.neighbourhood_means, dtype=np.float64)
+        self._neighbourhood_scales = np.asarray(self.neighbourhood_scales, dtype=np.float64)
         self._category_index = {c: i for i, c in enumerate(self.categories)}
         # Cluster similarity as one small matmul: with coordinates centred on (lat0, lon0),
         # -gamma * |p - c|^2 = [dlat, dlon, dlat^2 + dlon^2, 1] @ [2g c_lat; 2g c_lon; -g; -g |c|^2].
@@ -159,12 +174,14 @@ class FastScorer:
 
     @classmethod
     def from_objects(
-        cls, transformer, network, feature_ranges: dict | None = None, precision: str = "float64"
+        cls, transformer, network, feature_ranges: dict | None = None, precision: str = "float64",
+        intervals: dict | None = None,
     ) -> FastScorer:
         """From a fitted ``features`` pipeline and the Keras network (which maps features to dollars)."""
-        from housing_platform.core.features import ENGINEERED_COLUMNS, fitted_statistics
+        from housing_platform.core.features import ENGINEERED_COLUMNS, fitted_statistics, neighbourhood_step
 
         stats = fitted_statistics(transformer)
+        step = neighbourhood_step(transformer)
         if tuple(stats["scaler_means"]) != ENGINEERED_COLUMNS:
             raise UnsupportedModelError("the transformer's engineered columns differ from features.ENGINEERED_COLUMNS")
         return cls(
@@ -178,13 +195,18 @@ class FastScorer:
             layers=dense_layers_from_keras(network),
             feature_ranges=dict(feature_ranges or {}),
             precision=precision,
+            neighbourhood=step["prices"] if step is not None else None,
+            neighbourhood_means=tuple(step["scale"].mean_) if step is not None else (),
+            neighbourhood_scales=tuple(step["scale"].scale_) if step is not None else (),
+            intervals=dict(intervals) if intervals else None,
         )
 
     @classmethod
     def from_python_model(cls, python_model, precision: str = "float64") -> FastScorer:
         """From a loaded ``HousingPriceModel`` (``pyfunc.unwrap_python_model()``)."""
         return cls.from_objects(
-            python_model.transformer, python_model.network, getattr(python_model, "feature_ranges", None), precision
+            python_model.transformer, python_model.network, getattr(python_model, "feature_ranges", None), precision,
+            getattr(python_model, "intervals", None),
         )
 
     def with_precision(self, precision: str) -> FastScorer:
@@ -246,6 +268,18 @@ class FastScorer:
         run_parts(run, starts, threads)
         return out
 
+    def interval_bounds(self, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lower, upper)`` of the version's prediction interval around ``predictions`` (None: not calibrated).
+
+        The interval depends on the prediction alone (:mod:`housing_platform.core.conformal`), so this is
+        the same computation on every path.
+        """
+        if not self.intervals:
+            return None
+        from housing_platform.core.conformal import intervals
+
+        return intervals(predictions, self.intervals)
+
     def _score(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """The network on one chunk, its first layer split by feature block (see ``__post_init__``).
 
@@ -258,6 +292,8 @@ class FastScorer:
         if len(self.cluster_centers):
             hidden += self._similarities(numeric, dtype) @ self._geo_kernel
         hidden += self._category_rows[codes]  # code -1 (unknown: all-zero one-hot) picks the bias alone
+        if self._n_neighbourhood:
+            hidden += self._neighbourhood(numeric).astype(dtype, copy=False) @ self._neighbourhood_kernel
         for step in self._layers[0].post:
             hidden = step(hidden)
         for layer in self._layers[1:]:
@@ -279,6 +315,11 @@ class FastScorer:
         out -= self._means
         out /= self._scales
         return out
+
+    def _neighbourhood(self, numeric: np.ndarray) -> np.ndarray:
+        """The standardised neighbourhood-price columns, float64, (n, 4); ``numeric`` imputed."""
+        values = self.neighbourhood.values_at(numeric[:, [self._lat_col, self._lon_col]])
+        return (values - self._neighbourhood_means) / self._neighbourhood_scales
 
     def _similarities(self, numeric: np.ndarray, dtype=np.float64) -> np.ndarray:
         """Every centre's kernel similarity, (n, k) in ``dtype``; ``numeric`` imputed.
@@ -310,10 +351,13 @@ class FastScorer:
         out[:, :n_eng] = self._engineered(numeric)
         if k:
             out[:, n_eng : n_eng + k] = self._similarities(numeric)
-        onehot = out[:, n_eng + k :]
+        n_onehot = n_eng + k + len(self.categories)
+        onehot = out[:, n_eng + k : n_onehot]
         onehot.fill(0.0)
         known = codes >= 0
         onehot[np.flatnonzero(known), codes[known]] = 1.0
+        if self._n_neighbourhood:
+            out[:, n_onehot:] = self._neighbourhood(numeric)
         return out
 
     # -- training-range flags -------------------------------------------------------------------
@@ -337,21 +381,6 @@ class FastScorer:
         for i, hits in zip(rows.tolist(), matrix[rows].tolist()):
             result[i] = ",".join(name for name, hit in zip(names, hits) if hit)
         return result
-
-
-def run_parts(run, starts: range, threads: int) -> None:
-    """``run(start)`` for every start: in order on one thread, or on ``threads`` threads, each with
-    single-threaded BLAS (numpy releases the GIL; BLAS threads on top would oversubscribe the cores)."""
-    if threads <= 1 or len(starts) <= 1:
-        for start in starts:
-            run(start)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        list(pool.map(run, starts))
 
 
 def _as_float_array(values) -> np.ndarray:

@@ -97,6 +97,11 @@ class PredictResponse(BaseModel):
     predictions: list[float] = Field(description="Median house value, USD, one per instance in order.")
     model_version: str = Field(description="Registered version of housing_price_model that scored them.")
     request_ids: list[str] = Field(description="One id per instance: send it back with /v1/feedback.")
+    lower: list[float] | None = Field(
+        None, description="Lower end of each prediction's interval (USD; the version's calibrated level, 80% by "
+        "default), in order. Absent when the serving version carries no calibrated intervals (or the fallback).",
+    )
+    upper: list[float] | None = Field(None, description="Upper end of each prediction's interval (USD), in order.")
     fallback: bool = Field(
         False, description="Present and true only when no version could be loaded and the heuristic baseline "
         "(median per ocean_proximity) answered; model_version is then `fallback`.",

@@ -217,6 +217,9 @@ class ServerState:
         request_ids = new_request_ids(n)
         latency_ms = (time.perf_counter() - started) * 1000.0
         answer = {"predictions": predictions, "model_version": served.version, "request_ids": request_ids}
+        bounds = _interval_bounds(served, rollout, routed.model_versions, predictions)
+        if bounds is not None:
+            answer["lower"], answer["upper"] = bounds
         if served.version == FALLBACK_VERSION:  # no model could be loaded: the heuristic baseline answered
             answer["fallback"] = True
         if routed.model_versions is not None:
@@ -349,3 +352,18 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _interval_bounds(served: ServedModel, rollout, model_versions: list[str] | None, predictions: np.ndarray):
+    """``(lower, upper)`` per row from the version that answered it, or None when a version has no
+    calibration (the fallback, or a version registered before intervals existed)."""
+    bounds = getattr(served.scorer, "interval_bounds", lambda _: None)(predictions)
+    if bounds is None or model_versions is None:
+        return bounds
+    # canary: rows answered by the challenger take the challenger's interval
+    challenger_bounds = getattr(rollout.served.scorer, "interval_bounds", lambda _: None)(predictions)
+    if challenger_bounds is None:
+        return None
+    by_challenger = np.asarray(model_versions) == rollout.served.version
+    return tuple(np.where(by_challenger, ours, theirs) for theirs, ours in zip(bounds, challenger_bounds))
+

@@ -115,7 +115,9 @@ def split_and_transformer():
 def test_baselines(split_and_transformer):
     train, test, transformer = split_and_transformer
     predictions = baseline_predictions(train, test, transformer)
-    assert set(predictions) == {"median_per_ocean_proximity", "linear_regression", "hist_gradient_boosting"}
+    assert set(predictions) == {
+        "median_per_ocean_proximity", "linear_regression", "hist_gradient_boosting", "textbook_random_forest"
+    }
     for values in predictions.values():
         assert values.shape == (len(test),) and np.isfinite(values).all()
 
@@ -127,6 +129,7 @@ def test_baselines(split_and_transformer):
     # The value is linear in income + an ocean offset: the linear model nearly nails it, all beat the heuristic.
     assert rmse["linear_regression"] < 15_000
     assert rmse["hist_gradient_boosting"] < rmse["median_per_ocean_proximity"]
+    assert rmse["textbook_random_forest"] < rmse["median_per_ocean_proximity"]
     again = baseline_predictions(train, test, transformer)  # seeded: same numbers
     for name, values in predictions.items():
         np.testing.assert_array_equal(again[name], values)

@@ -21,6 +21,7 @@ from housing_platform.core.features import (
     save_transformer,
     transform,
 )
+from housing_platform.core.neighbourhood import NEIGHBOURHOOD_COLUMNS
 from housing_platform.core.schema import (
     NUMERIC_FEATURE_COLUMNS,
     OCEAN_PROXIMITY_CATEGORIES,
@@ -89,10 +90,14 @@ def test_statistics_come_from_train_only(fitted, train, test_rows):
     assert centres[:, 0].min() >= train["latitude"].min() and centres[:, 1].max() <= train["longitude"].max()
 
 
-def test_fitting_ignores_the_target(train):
+def test_only_the_neighbourhood_block_reads_the_target(train):
     a = transform(fit_transformer(train, **SMALL), train)
     b = transform(fit_transformer(train.assign(**{TARGET_COLUMN: 1.0}), **SMALL), train)
-    np.testing.assert_array_equal(a, b)
+    n = len(NEIGHBOURHOOD_COLUMNS)
+    np.testing.assert_array_equal(a[:, :-n], b[:, :-n])
+    assert not np.array_equal(a[:, -n:], b[:, -n:])
+    without = fit_transformer(train.assign(**{TARGET_COLUMN: 1.0}), **SMALL, neighbours=0)
+    np.testing.assert_array_equal(transform(without, train), a[:, :-n])
 
 
 def test_numpy_reimplementation_from_documented_attributes(fitted, test_rows):
@@ -120,13 +125,33 @@ def test_numpy_reimplementation_from_documented_attributes(fitted, test_rows):
     similarity = np.maximum(1.0 - geo.gamma * squared / 2, 0.0) ** 2
     onehot_encoder = t["features"].named_transformers_["category"]
     onehot = (test_rows["ocean_proximity"].to_numpy()[:, None] == onehot_encoder.categories_[0][None, :]).astype(float)
-    by_hand = np.hstack([scaled, similarity, onehot])
+    # Step 5, written out by brute force: the k nearest training rows by Euclidean distance in degrees.
+    block = t["features"].named_transformers_["neighbourhood"]
+    prices = block["prices"]
+    k, nearest = prices.n_neighbours, prices.n_nearest
+    points = np.column_stack([col["latitude"], col["longitude"]])
+    distances = np.sqrt(((points[:, None, :] - prices.coordinates_[None, :, :]) ** 2).sum(axis=2))
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    neighbourhood = np.column_stack([
+        np.median(prices.log_values_[order[:, :nearest]], axis=1),
+        np.median(prices.log_values_[order], axis=1),
+        np.median(prices.log_values_per_income_[order], axis=1),
+        np.log(1e-3 + np.take_along_axis(distances, order, axis=1).mean(axis=1)),
+    ])
+    neighbourhood = (neighbourhood - block["scale"].mean_) / block["scale"].scale_
+    by_hand = np.hstack([scaled, similarity, onehot, neighbourhood])
 
-    np.testing.assert_allclose(transform(t, test_rows), by_hand.astype(np.float32), rtol=1e-5, atol=1e-5)
+    # Where training rows tie at the k-th (or n_nearest-th) distance, which of them is "nearest" is the
+    # index's choice (the same on every path, since every path asks the same index): compare the other rows.
+    ranked = np.sort(distances, axis=1)
+    untied = (ranked[:, k - 1] != ranked[:, k]) & (ranked[:, nearest - 1] != ranked[:, nearest])
+    assert untied.mean() > 0.9
+    np.testing.assert_allclose(transform(t, test_rows)[untied], by_hand[untied].astype(np.float32), rtol=1e-5, atol=1e-5)
     assert feature_names(t) == [
         *ENGINEERED_COLUMNS,
         *(f"cluster_{i}_similarity" for i in range(SMALL["n_clusters"])),
         *(f"ocean_proximity_{c}" for c in OCEAN_PROXIMITY_CATEGORIES),
+        *NEIGHBOURHOOD_COLUMNS,
     ]
 
 

@@ -102,3 +102,43 @@ def test_without_an_evaluation_rmse_the_clip_bound_is_robust_to_the_absurd_label
     frame = honest_traffic(1_000, 45_000.0, seed=2)
     frame.loc[0, TARGET_COLUMN] = 1e300
     assert live_performance(frame, {}).iloc[0]["rmse"] < 50_000
+
+
+# -- prediction-interval coverage on labelled traffic: a concept-drift signal ---------------------------
+
+def _calibration(quantile: float) -> dict:
+    from housing_platform.core.conformal import IntervalConfig
+
+    config = IntervalConfig()
+    return {"level": config.level, "quantile": quantile, "difficulty_floor_dollars": config.difficulty_floor_dollars,
+            "difficulty_exponent": config.difficulty_exponent, "calibration_rows": 1_000}
+
+
+def _traffic_with_intervals(rows: int, noise_scale: float, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Labelled traffic whose residuals are N(0, (s * sqrt(prediction))^2); the calibration that covers 80% at s=1."""
+    rng = np.random.default_rng(seed)
+    prediction = rng.uniform(60_000, 450_000, rows)
+    frame = pd.DataFrame({"model_version": "1", "prediction": prediction,
+                          TARGET_COLUMN: prediction + rng.normal(0, 1, rows) * noise_scale * 60.0 * np.sqrt(prediction)})
+    return frame, _calibration(1.2816 * 60.0)  # the normal's 90% quantile: |z| <= 1.2816 for 80% of rows
+
+
+def test_interval_coverage_is_tracked_per_version_and_passes_when_calibrated() -> None:
+    frame, calibration = _traffic_with_intervals(2_000, 1.0, seed=0)
+    performance = live_performance(frame, {"1": 45_000.0}, calibrations={"1": calibration})
+    row = performance.iloc[0]
+    # 2,000 rows of an exactly calibrated 80% interval: sd sqrt(0.16 / 2,000) = 0.9%; 4 sd = 3.6%.
+    assert row["interval_level"] == 0.8 and abs(row["interval_coverage"] - 0.8) <= 0.036
+    verdict = quality_verdict(performance, tolerance=10.0)  # the RMSE rule out of the way
+    assert verdict.passed and "interval coverage" in verdict.description
+
+
+def test_coverage_falling_out_of_the_band_fails_even_when_the_rmse_rule_passes() -> None:
+    # Residuals twice as large: the 80% interval now covers P(|z| <= 0.64) = 48% of labels.
+    frame, calibration = _traffic_with_intervals(2_000, 2.0, seed=1)
+    performance = live_performance(frame, {"1": 1e9}, calibrations={"1": calibration})
+    verdict = quality_verdict(performance, tolerance=10.0)
+    assert not verdict.passed and verdict.degraded_versions == ["1"]
+    assert "vs 80% calibrated (allowed ±10%)" in verdict.description
+    # A version without a calibration is judged on its RMSE alone.
+    assert quality_verdict(live_performance(frame, {"1": 1e9}), tolerance=10.0).passed

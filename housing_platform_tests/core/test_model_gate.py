@@ -7,10 +7,10 @@ import copy
 import pytest
 
 from housing_platform.core.model_gate import (
+    BASELINE_CHECK,
     CHAMPION_CHECK,
     GATE_CHECKS,
     GOLDEN_CHECK,
-    LINEAR_BASELINE_CHECK,
     RMSE_CHECK,
     SLICE_CHECK,
     GateThresholds,
@@ -51,11 +51,37 @@ def test_rmse_above_the_limit_fails() -> None:
     assert evaluate_model_gate(report(), GateThresholds(max_rmse_dollars=1.0))[RMSE_CHECK].passed is False
 
 
-def test_must_beat_linear_baseline_by_ten_percent() -> None:
-    # 55,000 is only 8.3% below 60,000.
-    verdicts = evaluate_model_gate(report(metrics={**REPORT["metrics"], "rmse": 55_000.0}))
-    assert not verdicts[LINEAR_BASELINE_CHECK].passed
-    assert evaluate_model_gate(report(metrics={**REPORT["metrics"], "rmse": 53_999.0}))[LINEAR_BASELINE_CHECK].passed
+def test_must_beat_linear_baseline_by_the_default_five_percent() -> None:
+    # 57,500 is only 4.2% below 60,000.
+    verdicts = evaluate_model_gate(report(metrics={**REPORT["metrics"], "rmse": 57_500.0}))
+    assert not verdicts[BASELINE_CHECK].passed
+    assert evaluate_model_gate(report(metrics={**REPORT["metrics"], "rmse": 56_999.0}))[BASELINE_CHECK].passed
+
+
+def test_beats_baseline_holds_the_candidate_against_the_configured_textbook_baseline() -> None:
+    baselines = {"linear_regression": {"rmse": 60_000.0}, "textbook_random_forest": {"rmse": 47_000.0}}
+    textbook = GateThresholds(baseline_to_beat="textbook_random_forest", min_improvement_over_baseline=0.0)
+    verdict = evaluate_model_gate(report(baselines=baselines), textbook)[BASELINE_CHECK]
+    assert not verdict.passed  # $48,000 is above the textbook's $47,000
+    assert "textbook random forest" in verdict.description and verdict.details["baseline_rmse"] == 47_000.0
+    better = report(baselines=baselines, metrics={**REPORT["metrics"], "rmse": 46_999.0})
+    assert evaluate_model_gate(better, textbook)[BASELINE_CHECK].passed
+    # A negative margin tolerates a candidate up to that fraction worse than the baseline.
+    lenient = GateThresholds(baseline_to_beat="textbook_random_forest", min_improvement_over_baseline=-0.05)
+    assert evaluate_model_gate(report(baselines=baselines), lenient)[BASELINE_CHECK].passed
+
+
+def test_a_report_without_the_configured_baseline_fails_naming_it() -> None:
+    textbook = GateThresholds(baseline_to_beat="textbook_random_forest")
+    verdict = evaluate_model_gate(report(), textbook)[BASELINE_CHECK]
+    assert not verdict.passed and "no textbook_random_forest baseline" in verdict.description
+
+
+def test_reports_recorded_before_the_baseline_was_configurable_are_re_read_against_linear() -> None:
+    legacy = {k: v for k, v in REPORT["gate_thresholds"].items()
+              if k not in ("baseline_to_beat", "min_improvement_over_baseline")}
+    verdict = evaluate_model_gate(report(gate_thresholds={**legacy, "min_improvement_over_linear": 0.25}))[BASELINE_CHECK]
+    assert not verdict.passed and verdict.details["required_rmse"] == 45_000.0  # 60,000 x (1 - 0.25)
 
 
 @pytest.mark.parametrize(("champion_rmse", "passes"), [(47_600.0, True), (47_500.0, False), (50_000.0, True)])

@@ -26,6 +26,7 @@ from housing_platform.defs.registry.assets import RegistrationConfig
 from housing_platform.defs.rollout.config import ChallengerComparisonConfig
 from housing_platform.defs.serving.assets import BatchScoringConfig
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
+from housing_platform.defs.training.search import SearchRunConfig
 from housing_platform.devtools.processes import NotReady, free_port, stop, wait_until
 
 RUN_CONFIG = {
@@ -33,6 +34,7 @@ RUN_CONFIG = {
     "labelled_traffic": LabelGateConfig,
     "trained_model": TrainingRunConfig,
     "evaluation_report": EvaluationConfig,
+    "hyperparameter_search": SearchRunConfig,
     "registered_model_version": RegistrationConfig,
     "batch_predictions": BatchScoringConfig,
     "drift_report": DriftReportConfig,

@@ -13,7 +13,7 @@ from housing_platform.defs.io_manager import ParquetJsonIOManager
 from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 
 EXTERNAL_ASSETS = {"live_endpoint_captures"}
-EXPECTED_GROUPS = {"ingestion", "labels", "training", "registry", "serving", "monitoring"}
+EXPECTED_GROUPS = {"ingestion", "labels", "training", "registry", "serving", "monitoring", "tuning"}
 # Every asset, its group and its upstream assets: the data flows one way, and the only edge back into
 # training is the labelled traffic the monitoring side reads (through the capture store, not the graph).
 EXPECTED_GRAPH = {
@@ -26,6 +26,7 @@ EXPECTED_GRAPH = {
     "fitted_transformer": ("training", {"housing_splits"}),
     "trained_model": ("training", {"housing_splits", "fitted_transformer"}),
     "golden_holdout": ("training", {"validated_housing_data"}),
+    "hyperparameter_search": ("tuning", {"housing_splits"}),  # on demand: in no job
     "evaluation_report": ("training", {"housing_splits", "fitted_transformer", "trained_model", "golden_holdout"}),
     "registered_model_version": (
         "registry",
@@ -48,7 +49,7 @@ EXPECTED_CHECKS = {
         "enough_rows",
     },
     "labelled_traffic": {"labels_within_schema", "label_volume_within_limit", "labels_consistent_with_trusted_data"},
-    "evaluation_report": {"rmse_within_limit", "beats_linear_baseline", "no_regression_vs_champion", "no_weak_slice",
+    "evaluation_report": {"rmse_within_limit", "beats_baseline", "no_regression_vs_champion", "no_weak_slice",
                           "no_regression_on_golden_holdout"},
     "registered_model_version": {"fast_path_matches_registered_model", "label_distribution_matches_champion"},
     "live_endpoint_captures": {"endpoint_serves_champion"},

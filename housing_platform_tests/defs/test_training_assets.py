@@ -110,12 +110,20 @@ def test_first_model_is_registered_as_champion_with_champion_check_skipped(pipel
 def test_evaluation_report_has_metrics_slices_baselines_and_plots(pipeline: Pipeline, first_run) -> None:
     report = pipeline.value("evaluation_report")
     assert set(report["metrics"]) >= {"rmse", "mae", "r2", "mape"}
-    assert set(report["baselines"]) == {"median_per_ocean_proximity", "linear_regression", "hist_gradient_boosting"}
+    assert set(report["baselines"]) == {
+        "median_per_ocean_proximity", "linear_regression", "hist_gradient_boosting", "textbook_random_forest"
+    }
+    materialization = first_run.asset_materializations_for_node("evaluation_report")[0]
+    assert materialization.metadata["textbook_baseline_rmse_raw"].value == report["baselines"]["textbook_random_forest"]["rmse"]
+    intervals = report["intervals"]  # calibrated on validation by trained_model, measured on the test rows
+    assert intervals["calibration"]["level"] == 0.8 and intervals["overall"]["count"] == report["test_rows"]
+    assert 0.0 <= intervals["overall"]["coverage"] <= 1.0 and intervals["overall"]["mean_width"] > 0
+    assert {s["slice_by"] for s in intervals["slices"]} == {"all", "ocean_proximity", "median_income_quintile"}
+    assert materialization.metadata["interval_coverage_raw"].value == intervals["overall"]["coverage"]
     slice_kinds = {s["slice_by"] for s in report["slices"]}
     assert {"ocean_proximity", "median_income_quintile"} <= slice_kinds
     for path in report["plots"].values():
         assert Path(path).exists() and Path(path).is_relative_to(pipeline.settings.home)
-    materialization = first_run.asset_materializations_for_node("evaluation_report")[0]
     assert "data:image/png;base64," in materialization.metadata["plots"].value
 
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 REFUSING_GATE = {"max_rmse_dollars": 1.0}
 ACCEPTING_GATE = {
     "max_rmse_dollars": 1e12,
-    "min_improvement_over_linear": -1e6,
+    "min_improvement_over_baseline": -1e6,
     "max_regression_vs_champion": 1e6,
     "max_slice_rmse_ratio": 1e6,
     "max_golden_regression_vs_champion": 1e6,

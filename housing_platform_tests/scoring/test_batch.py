@@ -10,10 +10,12 @@ from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
 from housing_platform.scoring import batch
 from housing_platform.scoring.batch import (
     BATCH_PRECISION,
+    LOWER_COLUMN,
     MODEL_VERSION_COLUMN,
     OUT_OF_RANGE_COLUMN,
     PREDICTION_COLUMN,
     REJECTED_COLUMN,
+    UPPER_COLUMN,
     score_frame,
 )
 
@@ -39,6 +41,23 @@ def test_score_frame_keeps_rejected_rows_unscored_with_their_rules(models):
     np.testing.assert_allclose(valid[PREDICTION_COLUMN], scorer.score(frame.drop(index=[3, 4])), rtol=1e-12)
     assert "total_rooms" in scored.loc[5, OUT_OF_RANGE_COLUMN].split(",")
     assert (valid.drop(index=5)[REJECTED_COLUMN] == "").all()
+
+
+def test_score_frame_returns_the_versions_interval_around_each_scored_row(models):
+    from housing_platform.core.conformal import intervals
+
+    python_model = models.load_pyfunc(models.versions[0]).unwrap_python_model()
+    frame = models.test.head(50).copy()
+    frame.loc[7, "total_rooms"] = -5.0  # rejected: no prediction, no interval
+    scored = score_frame(models.scorer(models.versions[0]), frame, "1")
+    assert np.isnan(scored.loc[7, [LOWER_COLUMN, UPPER_COLUMN]].to_numpy(dtype=float)).all()
+    valid = scored.drop(index=7)
+    # The interval is a function of the prediction and the version's calibration, shipped with the version.
+    lower, upper = intervals(valid[PREDICTION_COLUMN], python_model.intervals)
+    np.testing.assert_array_equal(valid[LOWER_COLUMN], lower)
+    np.testing.assert_array_equal(valid[UPPER_COLUMN], upper)
+    assert (valid[LOWER_COLUMN] < valid[PREDICTION_COLUMN]).all() and (valid[PREDICTION_COLUMN] < valid[UPPER_COLUMN]).all()
+    assert python_model.intervals["level"] == 0.8
 
 
 def test_score_frame_in_parts_on_threads_equals_one_part(models, monkeypatch):

@@ -8,6 +8,7 @@ large factor on most rows — factors with a wide margin, never a CPU's last dig
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -21,7 +22,7 @@ from housing_platform.scoring.verification import check_skew, verify_against
 
 pytestmark = pytest.mark.slow
 
-MUTATIONS = ("sign_flip_of_one_weight", "dropped_feature", "wrong_scaler")
+MUTATIONS = ("sign_flip_of_one_weight", "dropped_feature", "wrong_scaler", "neighbourhood_of_another_k")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,10 @@ def mutate(scorer: FastScorer, mutation: str, frame) -> FastScorer:
         j = ENGINEERED_COLUMNS.index("housing_median_age")
         means[j] += np.asarray(scorer.scaler_scales, dtype=np.float64)[j]
         return dataclasses.replace(scorer, scaler_means=means)
+    if mutation == "neighbourhood_of_another_k":  # the neighbourhood prices over the 5 nearest, not the version's k
+        prices = copy.copy(scorer.neighbourhood)
+        prices.n_neighbours = prices.n_nearest = 5
+        return dataclasses.replace(scorer, neighbourhood=prices)
     raise ValueError(mutation)
 
 

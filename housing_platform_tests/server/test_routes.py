@@ -300,3 +300,16 @@ def test_without_a_champion_the_server_is_alive_but_not_ready(tmp_path):
 
     assert ready.status_code == 503 and "alias 'champion'" in ready.json()["detail"]
     assert predict.status_code == 503
+
+
+def test_predict_returns_the_versions_prediction_interval_per_row(client, models):
+    rows = records(models.test.head(25))
+
+    body = client.post("/v1/predict", json={"instances": rows}).json()
+
+    predictions, lower, upper = (np.asarray(body[k]) for k in ("predictions", "lower", "upper"))
+    assert lower.shape == upper.shape == predictions.shape == (25,)
+    assert (lower <= predictions).all() and (predictions <= upper).all() and (upper > lower).all()
+    expected = models.scorer(body["model_version"]).interval_bounds(predictions)
+    np.testing.assert_array_equal(lower, expected[0])  # the same computation on the same float64 prediction
+    np.testing.assert_array_equal(upper, expected[1])

@@ -7,9 +7,12 @@ checks (`checks.py`) are what the `retrain_on_drift` sensor watches; run config 
 the partitions in `partitions.py`.
 """
 
+import json
+
 import dagster as dg
 import pandas as pd
 
+from housing_platform.adapters.mlflow_registry import INTERVAL_CALIBRATION_TAG
 from housing_platform.core import drift
 from housing_platform.core import live_quality as monitoring
 from housing_platform.defs.code_versions import asset_code_version
@@ -218,14 +221,18 @@ def live_model_performance(
     registry = mlflow_tracking.registry()
     inference_log = model_answers(inference_log)
     versions = sorted(inference_log["model_version"].astype(str).unique()) if len(inference_log) else []
-    evaluation_rmse = {}
+    evaluation_rmse, calibrations = {}, {}
     for version in versions:
         try:
-            evaluation_rmse[version] = float(registry.get_version(version).tags.get("test_rmse", "nan"))
+            tags = registry.get_version(version).tags
+            evaluation_rmse[version] = float(tags.get("test_rmse", "nan"))
+            if tags.get(INTERVAL_CALIBRATION_TAG):  # the version's prediction intervals (core/conformal.py)
+                calibrations[version] = json.loads(tags[INTERVAL_CALIBRATION_TAG])
         except Exception as error:  # a version deleted from the registry is reported, not fatal
             context.log.warning(f"model version {version} not found in the registry: {error}")
-    performance = monitoring.live_performance(inference_log, evaluation_rmse)
-    verdict = monitoring.quality_verdict(performance, config.tolerance, config.min_labelled_rows)
+    performance = monitoring.live_performance(inference_log, evaluation_rmse, calibrations=calibrations)
+    verdict = monitoring.quality_verdict(performance, config.tolerance, config.min_labelled_rows,
+                                         config.max_interval_coverage_gap)
     context.log.info(verdict.description)
     labelled = int(performance["labelled_rows"].sum()) if len(performance) else 0
     overall = monitoring.live_performance(inference_log.assign(model_version="all"), {})

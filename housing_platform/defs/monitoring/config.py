@@ -40,6 +40,7 @@ class LivePerformanceConfig(dg.Config):
 
     tolerance: float = field_from(QualityLimits, "tolerance")
     min_labelled_rows: int = field_from(QualityLimits, "min_labelled_rows")
+    max_interval_coverage_gap: float = field_from(QualityLimits, "max_interval_coverage_gap")
 
 
 class DriftHistoryConfig(dg.Config):

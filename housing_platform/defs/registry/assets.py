@@ -20,6 +20,7 @@ from housing_platform.adapters.mlflow_registry import (
     CHAMPION_ALIAS,
     FAST_PATH_REASON_TAG,
     FAST_PATH_VERIFIED_TAG,
+    INTERVAL_CALIBRATION_TAG,
     PENDING_APPROVAL_ALIAS,
     PREVIOUS_ALIAS,
     TRAINING_LABEL_STATS_TAG,
@@ -133,6 +134,8 @@ def registered_model_version(
         # What the next candidate's training labels are compared with (core/label_shift.py).
         TRAINING_LABEL_STATS_TAG: json.dumps(label_statistics(housing_splits), sort_keys=True),
     }
+    if trained_model.get("intervals"):  # read back by live_model_performance (interval coverage on labelled rows)
+        tags[INTERVAL_CALIBRATION_TAG] = json.dumps(trained_model["intervals"], sort_keys=True)
     golden = evaluation_report.get("golden_holdout")
     if golden:
         tags.update(golden_rmse=f"{golden['metrics']['rmse']:.6g}", golden_holdout_sha256=golden["content_sha256"])
@@ -140,7 +143,8 @@ def registered_model_version(
         version = registry.log_and_register(
             run_id=trained_model["mlflow_run_id"],
             artifacts=model_artifacts(
-                folder, fitted_transformer["path"], trained_model["path"], trained_model["config"], train
+                folder, fitted_transformer["path"], trained_model["path"], trained_model["config"], train,
+                intervals=trained_model.get("intervals"),
             ),
             input_example=input_example,
             predictions_example=np.asarray(reference[REFERENCE_PREDICTION_COLUMN].head(5), dtype=np.float64),

@@ -15,9 +15,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from housing_platform.adapters.mlflow_registry import TRAINING_LABEL_STATS_TAG, sha256_of
-from housing_platform.core import evaluation, features, splits
+from housing_platform.core import conformal, evaluation, features, splits
 from housing_platform.core.label_shift import compare_label_statistics, label_statistics, parse_statistics
-from housing_platform.core.metrics import METRIC_NAMES, regression_metrics
+from housing_platform.core.metrics import regression_metrics
 from housing_platform.core.model_gate import evaluate_model_gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.validation import validate_housing_frame
@@ -36,6 +36,8 @@ from housing_platform.defs.metadata import (
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
 from housing_platform.defs.training.golden import golden_comparison
+from housing_platform.defs.training.report_tables import comparison_table, evaluation_metadata
+from housing_platform.defs.training.search import recorded_best, run_training_config
 
 GROUP = "training"
 OWNERS = ["team:ml-platform"]
@@ -139,7 +141,11 @@ def fitted_transformer(
     applies exactly this. The value is a JSON pointer to the `.skops` file (never a pickle).
     """
     train = _frames(housing_splits).train
-    transformer = features.fit_transformer(train)
+    best = recorded_best(housing_state.home)  # the last hyper-parameter search's features, if any
+    feature_options = (best or {}).get("features") or {}
+    if feature_options:
+        context.log.info(f"features of the recorded search result: {feature_options}")
+    transformer = features.fit_transformer(train, **feature_options)
     path = housing_state.folder("artifacts", "transformers") / f"{context.run.run_id}.skops"
     features.save_transformer(transformer, path)
     statistics = features.fitted_statistics(transformer)
@@ -194,10 +200,13 @@ def trained_model(
     """
     from housing_platform.core import model as keras_model
 
-    training_config = config.to_training_config()
+    # The recorded search result's hyper-parameters are the defaults; fields set in this run's config win.
+    training_config = run_training_config(context, config.to_training_config(), housing_state.home)
     parts = _frames(housing_splits)
     transformer = features.load_transformer(fitted_transformer["path"])
-    x_train, x_val = features.transform(transformer, parts.train), features.transform(transformer, parts.validation)
+    # The train rows' neighbourhood prices leave each row's own label out (core/neighbourhood.py).
+    x_train = features.transform(transformer, parts.train, out_of_fold=True)
+    x_val = features.transform(transformer, parts.validation)
     y_train, y_val = parts.train[TARGET_COLUMN].to_numpy(), parts.validation[TARGET_COLUMN].to_numpy()
 
     registry = mlflow_tracking.registry()
@@ -210,6 +219,14 @@ def trained_model(
     result = keras_model.train_model(x_train, y_train, x_val, y_val, training_config, log=context.log.info)
     seconds = time.perf_counter() - started
     registry.log_metric_history(run_id, result.history)
+    # Prediction intervals, calibrated on the validation split (split conformal, core/conformal.py).
+    calibration = conformal.calibrate(
+        y_val, keras_model.predict(result.model, x_val, training_config), config.to_interval_config()
+    )
+    registry.log_params(run_id, {f"interval_{k}": v for k, v in calibration.model_dump().items()})
+    context.log.info(f"{calibration.level:.0%} prediction intervals: ± {calibration.quantile:,.1f} × "
+                     f"max(prediction, ${calibration.difficulty_floor_dollars:,.0f})^{calibration.difficulty_exponent:g}"
+                     f" (calibrated on {calibration.calibration_rows:,} validation rows)")
 
     path = housing_state.folder("artifacts", "models") / f"{context.run.run_id}.keras"
     keras_model.save_model(result.model, path)
@@ -227,6 +244,7 @@ def trained_model(
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
             "training_seconds": seconds,
+            "intervals": calibration.model_dump(),
             "transformer_path": fitted_transformer["path"],
             "transformer_sha256": fitted_transformer["sha256"],
         },
@@ -262,8 +280,9 @@ def evaluation_report(
     """How good the candidate is, on the test split, next to what it must beat.
 
     RMSE, MAE, R² and MAPE overall, per `ocean_proximity` and per `median_income` quintile; the same
-    for three baselines fit on the same train split (median price per `ocean_proximity`,
-    LinearRegression, HistGradientBoostingRegressor) and for the **current champion** scored on the
+    for four baselines (median price per `ocean_proximity`, LinearRegression and
+    HistGradientBoostingRegressor fit on the train split; the textbook random forest of *Hands-On ML*
+    ch. 2 fit on train + validation) and for the **current champion** scored on the
     very same test rows. Plots (predicted vs. actual, residuals, per-slice error) are embedded below
     and saved under `<state>/reports/evaluation/<run id>/`. Candidate and champion are also scored on
     the pinned `golden_holdout`, which no new data can move, and the training labels are compared with
@@ -283,10 +302,16 @@ def evaluation_report(
 
     metrics = regression_metrics(y_test, predictions)
     slices = evaluation.slice_metrics(parts.test, y_test, predictions)
+    intervals = None
+    if trained_model.get("intervals"):  # models trained before intervals existed carry none
+        lower, upper = conformal.intervals(predictions, trained_model["intervals"])
+        interval_table = evaluation.interval_slices(parts.test, y_test, lower, upper)
+        intervals = {"calibration": trained_model["intervals"], "overall": interval_table.to_dict("records")[0],
+                     "slices": interval_table.to_dict("records")}
     # One BLAS/OpenMP thread: beside TensorFlow's thread pools, spinning OpenMP workers made the
     # baselines 10-20x slower on 2 cores (HistGradientBoosting: 65 s instead of 4 s).
     with threadpool_limits(limits=1):
-        baseline_values = evaluation.baseline_predictions(parts.train, parts.test, transformer)
+        baseline_values = evaluation.baseline_predictions(parts.train, parts.test, transformer, parts.validation)
     baselines = {name: regression_metrics(y_test, values) for name, values in baseline_values.items()}
 
     champion = champion_golden = None
@@ -324,6 +349,7 @@ def evaluation_report(
         "baselines": baselines,
         "champion": champion,
         "slices": slices.to_dict("records"),
+        "intervals": intervals,
         "test_rows": len(parts.test),
         "golden_holdout": golden,
         "label_shift": label_shift.to_dict(),
@@ -338,6 +364,9 @@ def evaluation_report(
                              "description": v.description} for name, v in verdicts.items()}
 
     registry.log_metrics(report["mlflow_run_id"], {f"test_{k}": v for k, v in metrics.items()})
+    if intervals:
+        registry.log_metrics(report["mlflow_run_id"], {"test_interval_coverage": intervals["overall"]["coverage"],
+                                                       "test_interval_mean_width": intervals["overall"]["mean_width"]})
     registry.log_metrics(
         report["mlflow_run_id"],
         {f"baseline_{name}_rmse": values["rmse"] for name, values in baselines.items()},
@@ -349,38 +378,8 @@ def evaluation_report(
     context.log.info("\n" + comparison.to_string(index=False))
     return dg.Output(
         report,
-        metadata={
-            **numbers_metadata({
-                "rmse": (metrics["rmse"], DOLLARS),
-                "mae": (metrics["mae"], DOLLARS),
-                "r2": (metrics["r2"], SCORE),
-                "mape": (metrics["mape"], SHARE),
-                "linear_baseline_rmse": (baselines["linear_regression"]["rmse"], DOLLARS),
-            }),
-            "champion_version": champion["version"] if champion else "none",
-            "test_rows": dg.MetadataValue.int(len(parts.test)),
-            **number_metadata("golden_rmse", golden["metrics"]["rmse"], DOLLARS),
-            **(number_metadata("champion_golden_rmse", golden["champion_metrics"]["rmse"], DOLLARS)
-               if golden["champion_metrics"] else {"champion_golden_rmse": "no champion"}),
-            "golden_rows": dg.MetadataValue.int(golden["rows"]),
-            "label_shift": label_shift.reason,
-            "comparison": markdown_table(comparison, rows=20, floatfmt=",.3f"),
-            "slices": markdown_table(slices, rows=50, floatfmt=",.3f"),
-            "gate": dg.MetadataValue.md(
-                "\n".join(f"- **{'PASS' if v.passed else 'REVIEW' if v.needs_review else 'FAIL'}** `{name}`: "
-                          f"{v.description}" for name, v in verdicts.items())
-            ),
-            "plots": png_markdown({name.replace("_", " ").capitalize(): path for name, path in plots.items()}),
-            "mlflow_run": dg.MetadataValue.url(registry.run_url(report["mlflow_run_id"])),
-        },
+        metadata=evaluation_metadata(
+            report, comparison=comparison, slices=slices, verdicts=verdicts, plots=plots,
+            label_shift_reason=label_shift.reason, mlflow_run_url=registry.run_url(report["mlflow_run_id"]),
+        ),
     )
-
-
-def comparison_table(metrics: dict, baselines: dict, champion: dict | None) -> pd.DataFrame:
-    """Candidate vs. baselines vs. champion on the same test rows, best RMSE first."""
-    rows = [{"model": "candidate (keras)", **metrics}]
-    rows += [{"model": name, **values} for name, values in baselines.items()]
-    if champion:
-        rows.append({"model": f"champion v{champion['version']}", **champion["metrics"]})
-    table = pd.DataFrame(rows)[["model", *METRIC_NAMES]]
-    return table.sort_values("rmse", kind="stable").reset_index(drop=True)

@@ -9,10 +9,11 @@ are formatted from `GateThresholds`' defaults, the one home of the gate's limits
 import dagster as dg
 
 from housing_platform.core.model_gate import (
+    BASELINE_CHECK,
+    BASELINE_LABELS,
     CHAMPION_CHECK,
     GATE_CHECKS,
     GOLDEN_CHECK,
-    LINEAR_BASELINE_CHECK,
     RMSE_CHECK,
     SLICE_CHECK,
     GateThresholds,
@@ -20,7 +21,7 @@ from housing_platform.core.model_gate import (
 )
 from housing_platform.defs.training.assets import evaluation_report
 
-__all__ = ["CHAMPION_CHECK", "GATE_CHECKS", "GOLDEN_CHECK", "LINEAR_BASELINE_CHECK", "RMSE_CHECK", "SLICE_CHECK",
+__all__ = ["BASELINE_CHECK", "CHAMPION_CHECK", "GATE_CHECKS", "GOLDEN_CHECK", "RMSE_CHECK", "SLICE_CHECK",
            "gate_checks"]
 
 
@@ -29,8 +30,8 @@ def gate_check_descriptions(thresholds: GateThresholds | None = None) -> dict[st
     limits = thresholds or GateThresholds()
     return {
         RMSE_CHECK: f"Test RMSE is at most `max_rmse_dollars` (default ${limits.max_rmse_dollars:,.0f}).",
-        LINEAR_BASELINE_CHECK: f"Test RMSE is at least {limits.min_improvement_over_linear:.0%} below the "
-        "LinearRegression baseline's.",
+        BASELINE_CHECK: f"Test RMSE is at least {limits.min_improvement_over_baseline:.0%} below the baseline "
+        f"`baseline_to_beat`'s on the same rows (default: {BASELINE_LABELS[limits.baseline_to_beat]}).",
         CHAMPION_CHECK: f"Test RMSE is no more than {limits.max_regression_vs_champion:.0%} above the current "
         "champion's on the same test rows (skipped, with the reason recorded, when there is no champion yet).",
         SLICE_CHECK: f"No slice with ≥ {limits.min_slice_rows:,} test rows has an RMSE above "

@@ -7,6 +7,7 @@ gate), so changing a default there changes it here.
 
 import dagster as dg
 
+from housing_platform.core.conformal import IntervalConfig
 from housing_platform.core.model import TrainingConfig
 from housing_platform.core.model_gate import GateThresholds
 from housing_platform.defs.config_fields import field_from
@@ -30,16 +31,31 @@ class TrainingRunConfig(dg.Config):
     )
     clip_predictions: bool = field_from(TrainingConfig, "clip_predictions", "Clip predictions to [0, 500,001].")
     seed: int = field_from(TrainingConfig, "seed", "Seed of weights and shuffling.")
+    interval_level: float = field_from(IntervalConfig, "level")
+    interval_difficulty_floor_dollars: float = field_from(IntervalConfig, "difficulty_floor_dollars")
+    interval_difficulty_exponent: float = field_from(IntervalConfig, "difficulty_exponent")
 
     def to_training_config(self) -> TrainingConfig:
-        return TrainingConfig(**self.model_dump())
+        return TrainingConfig(**self.model_dump(exclude=set(INTERVAL_FIELDS)))
+
+    def to_interval_config(self) -> IntervalConfig:
+        return IntervalConfig(**{name: getattr(self, field) for field, name in INTERVAL_FIELDS.items()})
+
+
+# Run-config field -> IntervalConfig field (the calibration of the version's prediction intervals).
+INTERVAL_FIELDS = {
+    "interval_level": "level",
+    "interval_difficulty_floor_dollars": "difficulty_floor_dollars",
+    "interval_difficulty_exponent": "difficulty_exponent",
+}
 
 
 class EvaluationConfig(dg.Config):
     """The gate's limits (also recorded in the report, so each verdict can be re-read later)."""
 
     max_rmse_dollars: float = field_from(GateThresholds, "max_rmse_dollars")
-    min_improvement_over_linear: float = field_from(GateThresholds, "min_improvement_over_linear")
+    baseline_to_beat: str = field_from(GateThresholds, "baseline_to_beat")
+    min_improvement_over_baseline: float = field_from(GateThresholds, "min_improvement_over_baseline")
     max_regression_vs_champion: float = field_from(GateThresholds, "max_regression_vs_champion")
     max_slice_rmse_ratio: float = field_from(GateThresholds, "max_slice_rmse_ratio")
     min_slice_rows: int = field_from(GateThresholds, "min_slice_rows")
