@@ -1,0 +1,171 @@
+"""The capture writer's intake: request items in (from the request path, never blocking), batches of
+built records out (to the writer thread). Between the two, a builder thread turns each item into
+records — a :class:`~housing_platform.adapters.capture.deferred.DeferredChunk` is built here — so that
+building one batch overlaps writing the previous one: the database's work (SQLite's ``step``,
+PostgreSQL's ``COPY`` and commit) runs without the GIL, and with one thread doing both, building and
+inserting added up (measured by ``benchmarks/capture.py``).
+
+The builder never blocks on its input queue: a blocked ``get()`` would wake it, and take the GIL from
+the server's event loop, for every request submitted. It looks at the queue at most every
+``max_wait_seconds`` or when nudged (a flush or close), takes everything there, and passes the
+records on in one piece.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+
+from housing_platform.adapters.capture.deferred import materialize
+from housing_platform.adapters.capture.ledger import RowLedger
+from housing_platform.adapters.capture.records import CaptureRecord
+
+logger = logging.getLogger(__name__)
+
+WAKE = object()  # put by flush()/close(): the writer looks up at once
+_DONE = object()  # the builder has stopped: nothing more will be built
+
+
+class Intake:
+    """Items in (:meth:`put`), built batches out (:meth:`take_batch`, :meth:`drain`); see the module."""
+
+    def __init__(self, ledger: RowLedger, *, batch_size: int, max_wait_seconds: float, name: str):
+        self._ledger = ledger
+        self.batch_size = batch_size
+        self.max_wait_seconds = max_wait_seconds
+        self._input: queue.SimpleQueue = queue.SimpleQueue()  # one item per request, or WAKE
+        self._built: queue.SimpleQueue = queue.SimpleQueue()  # (records, rows taken), WAKE or _DONE
+        self._nudged = threading.Event()
+        self._closing = threading.Event()
+        self._builder_done = False  # the writer thread has seen _DONE
+        self._thread = threading.Thread(target=self._build_loop, name=f"{name}-builder", daemon=True)
+        self._thread.start()
+
+    def put(self, item) -> None:
+        self._input.put(item)
+
+    def wake(self) -> None:
+        """Have the builder look now, and the writer after it (flush, close)."""
+        self._input.put(WAKE)
+        self._nudged.set()
+
+    def close(self) -> None:
+        """Build what is queued, then stop; :meth:`take_batch` returns None after the last batch."""
+        self._closing.set()
+        self.wake()
+
+    # -- the builder thread ------------------------------------------------------------------
+
+    def _build_loop(self) -> None:
+        while True:
+            items, woken = self._take_input()
+            if items:
+                try:
+                    self._built.put(self._build(items))
+                except Exception:  # a bug here must not silently stop capturing for good
+                    logger.exception("capture intake: unexpected error building %d items", len(items))
+            if woken:
+                self._built.put(WAKE)
+            if not items and not woken and self._closing.is_set():
+                self._built.put(_DONE)
+                return
+            if not items and not woken:
+                self._nudged.wait(self.max_wait_seconds if self.max_wait_seconds > 0 else 0.01)
+                self._nudged.clear()
+
+    def _take_input(self) -> tuple[list, bool]:
+        items: list = []
+        woken = False
+        while True:
+            try:
+                item = self._input.get_nowait()
+            except queue.Empty:
+                return items, woken
+            if item is WAKE:
+                woken = True
+            else:
+                items.append(item)
+
+    def _build(self, items: list) -> tuple[list[CaptureRecord], int]:
+        rows = sum(map(len, items))
+        records, failed = materialize(items)
+        if failed:
+            self._ledger.taken(len(failed))
+            self._ledger.settle_ids(failed, written=False, rejected=True)
+        return records, rows - len(failed)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def take_batch(self, flush_waiting) -> list[CaptureRecord] | None:
+        """Up to about ``batch_size`` rows (whole requests); [] when idle; None once closed and all is taken.
+
+        Collects for at most ``max_wait_seconds`` after the first rows, less when ``flush_waiting()``.
+        """
+        if self._builder_done:
+            return None
+        try:
+            first = self._built.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        if first is _DONE:
+            self._builder_done = True
+            return None
+        parts = [] if first is WAKE else [first]
+        rows = sum(part[1] for part in parts)
+        woken = first is WAKE
+        deadline = time.monotonic() + self.max_wait_seconds
+        while rows < self.batch_size and not woken and not self._closing.is_set() and not flush_waiting():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self._built.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if item is _DONE:
+                self._builder_done = True
+                break
+            if item is WAKE:
+                woken = True
+            else:
+                parts.append(item)
+                rows += item[1]
+        return self._taken(parts)
+
+    def drain(self, limit: float = math.inf) -> list[CaptureRecord]:
+        """Built rows (then unbuilt ones, built here) until at least ``limit`` rows, without waiting."""
+        parts: list = []
+        rows = 0
+        while rows < limit:
+            try:
+                item = self._built.get_nowait()
+            except queue.Empty:
+                break
+            if item is _DONE:
+                self._builder_done = True
+            elif item is not WAKE:
+                parts.append(item)
+                rows += item[1]
+        if rows < limit:  # what the builder has not reached (or will not: it stopped)
+            items = [item for item in self._take_input()[0]]
+            if items:
+                parts.append(self._build(items))
+        return self._taken(parts)
+
+    def _taken(self, parts: list) -> list[CaptureRecord]:
+        if not parts:
+            return []
+        if len(parts) == 1:
+            records, rows = parts[0]
+        else:
+            records = [record for part, _ in parts for record in part]
+            rows = sum(part[1] for part in parts)
+        if rows:
+            self._ledger.taken(rows)
+        return records
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
