@@ -24,6 +24,8 @@ from housing_platform.adapters.capture.inserter import WARNING_INTERVAL_SECONDS,
 from housing_platform.adapters.capture.intake import Intake
 from housing_platform.adapters.capture.ledger import CaptureWriterStats, RowLedger
 from housing_platform.adapters.capture.records import CaptureRecord, keep_sampled, sampled_ids, sampling_threshold
+from housing_platform.adapters.capture.spill import SpillLog
+from housing_platform.adapters.capture.spill_drain import SpillDrainer
 from housing_platform.adapters.capture.store import CaptureStore
 
 __all__ = ["CaptureWriter", "CaptureWriterStats"]
@@ -64,6 +66,7 @@ class CaptureWriter:
         sample_percent: float = 100.0,
         exit_flush_seconds: float = 5.0,
         name: str = "capture-writer",
+        spill: SpillLog | None = None,
     ):
         if max_queue_rows < 1 or batch_size < 1 or buffer_max_rows < 0:
             raise ValueError("max_queue_rows and batch_size must be >= 1, buffer_max_rows >= 0")
@@ -84,6 +87,8 @@ class CaptureWriter:
         self._intake = Intake(self._ledger, batch_size=batch_size, max_wait_seconds=max_wait_seconds, name=name)
         self._buffer: deque[CaptureRecord] = deque()  # touched by the writer thread only
         self._inserter = BatchInserter(store, self._ledger, retry_initial_seconds, retry_max_seconds)  # likewise
+        self.spill = spill
+        self._drainer = SpillDrainer(spill, store, batch_size) if spill is not None else None  # likewise
         self._closing = threading.Event()
         self._close_deadline = math.inf
         self._close_result: bool | None = None
@@ -251,6 +256,8 @@ class CaptureWriter:
         self._close_result = finished and lost == 0 and ledger.settled >= ledger.accepted
         self.store.unregister_writer(self)
         atexit.unregister(self._close_at_exit)
+        if self.spill is not None:
+            self.spill.close()  # what is left is drained at the next start
         unsettled = ledger.accepted - ledger.settled
         log = logger.info if self._close_result else logger.warning
         log(
@@ -283,6 +290,7 @@ class CaptureWriter:
                         return
                     self._retry_buffer()
                     continue
+                self._drain_spill()
                 batch = self._intake.take_batch(lambda: self._ledger.flush_waiters)
                 if batch is None:
                     return
@@ -291,6 +299,15 @@ class CaptureWriter:
             except Exception:  # a bug here must not silently stop capturing for good
                 logger.exception("capture writer: unexpected error; carrying on")
                 time.sleep(0.1)
+
+    def _drain_spill(self) -> None:
+        """Spilled rows into the store while the writer has caught up: continuously while nothing waits,
+        one batch per loop while the rows in memory are at most half the bound."""
+        if self._drainer is None or self._buffer:
+            return
+        while self._ledger.in_memory <= self.max_queue_rows // 2 and self._drainer.step():
+            if self._ledger.queued:
+                return
 
     def _store_or_buffer(self, batch: list[CaptureRecord]) -> None:
         size = self.batch_size
