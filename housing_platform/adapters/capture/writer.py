@@ -163,13 +163,17 @@ class CaptureWriter:
 
     # -- the request path --------------------------------------------------------------------
 
-    def admit(self, rows: int) -> bool:
+    def admit(self, rows: int, *, count_refusal: bool = True) -> bool:
         """Reserve room for the rows of a request about to be answered; False if the bound is reached
-        (counted as refused) or the writer is closed. Pass the reservation to ``submit*(admitted=rows)``,
-        or give it back with :meth:`release`. Never blocks."""
+        (counted as refused unless ``count_refusal`` is False: the caller may still spill them, else
+        calls :meth:`count_refused`) or the writer is closed. Pass the reservation to
+        ``submit*(admitted=rows)``, or give it back with :meth:`release`. Never blocks."""
         if self._closing.is_set():
             return False
-        return self._ledger.admit(rows, self.max_queue_rows)
+        return self._ledger.admit(rows, self.max_queue_rows, count_refusal=count_refusal)
+
+    def count_refused(self, rows: int) -> None:
+        self._ledger.count_refused(rows)
 
     def release(self, rows: int) -> None:
         """Give back an :meth:`admit` reservation whose rows will not be submitted."""
