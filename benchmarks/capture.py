@@ -1,6 +1,6 @@
 """Can the capture writer keep up with scoring? Rows per second of each, side by side in one run.
 
-    .venv/bin/python benchmarks/capture.py [--rows 200000] [--request-rows 1000] [--batch-rows 1000]
+    .venv/bin/python benchmarks/capture.py [--rows 200000] [--request-rows 1000] [--batch-rows 5000]
         [--postgres-url URL | --no-postgres] [--model-uri models:/housing_price_model@champion] [--quick]
 
 * **scoring**: what the server does per predict request of ``--request-rows`` rows, in one thread —
@@ -41,6 +41,7 @@ from housing_platform.adapters.capture.store import CaptureStore  # noqa: E402
 from housing_platform.adapters.capture.writer import CaptureWriter  # noqa: E402
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS  # noqa: E402
 from housing_platform.server.requests import parse_instances, parse_json  # noqa: E402
+from housing_platform.server.server_config import serving_default  # noqa: E402
 from housing_platform.server.state import new_request_ids  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -121,7 +122,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--request-rows", type=int, default=1_000)
-    parser.add_argument("--batch-rows", type=int, default=1_000, help="rows per INSERT/COPY (capture_batch_rows)")
+    parser.add_argument("--batch-rows", type=int, default=serving_default("capture_batch_rows"),
+                        help="rows per INSERT/COPY (default: the server's capture_batch_rows)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--model-uri", default="models:/housing_price_model@champion")

@@ -17,6 +17,7 @@ from housing_platform.adapters.capture.records import CaptureRecord, record_para
 from housing_platform.adapters.capture.tables import CAPTURE_COLUMNS, captures_table
 
 _INCOMING = "captures_incoming"
+COPY_CHUNK_BYTES = 1 << 20  # psycopg2 reads the COPY data in chunks of this (its default, 8 KiB, is 150 calls a batch)
 
 
 def insert_batch(engine: Engine, conn: Connection, path: str | None, records: Sequence[CaptureRecord],
@@ -51,7 +52,7 @@ def _copy(engine: Engine, conn: Connection, statement: str, records: Sequence[Ca
     dbapi = engine.dialect.loaded_dbapi
     cursor = fairy.dbapi_connection.cursor()
     try:
-        cursor.copy_expert(statement, copy_binary(records))
+        cursor.copy_expert(statement, copy_binary(records), size=COPY_CHUNK_BYTES)
     except dbapi.Error as error:
         disconnected = engine.dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
         if disconnected:
