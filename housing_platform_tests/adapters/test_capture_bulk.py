@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from housing_platform.adapters.capture import bulk
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.tables import captures_table
+from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.devtools.capture_samples import make_records
 
 
@@ -110,3 +111,14 @@ def test_added_nullable_text_and_float_columns_are_written_by_the_copy_path_unch
 def test_a_row_of_the_wrong_width_is_refused_naming_both_counts():
     with pytest.raises(ValueError, match="16 values, the table has 15 columns"):
         bulk.copy_binary([(*awkward_records()[0], None)])
+
+
+def test_rows_written_through_the_writer_read_back_exactly_as_sent(store, writers):
+    """The writer's path: on PostgreSQL the builder thread encodes the COPY rows ahead of the insert."""
+    records = awkward_records()
+    writer = CaptureWriter(store, max_wait_seconds=0.01)
+    writers.append(writer)
+    for i in range(0, len(records), 2):  # several requests merged into one batch: their encodings concatenate
+        writer.submit(records[i : i + 2])
+    assert writer.flush(timeout=10)
+    assert_same_rows(records, read_back(store.engine, captures_table))

@@ -184,17 +184,42 @@ def _text_field(column: tuple) -> _Field:
 _ENCODERS = {_FLOAT: _float_field, _TIME: _time_field, _TEXT: _text_field}
 
 
+class EncodedBatch(list):
+    """Records with their binary COPY rows already encoded (``copy_body``), by the writer's builder thread."""
+
+    copy_body: bytes | None = None  # set once encoded; a slice of the list is a plain list again
+
+
 def copy_binary(records: Sequence[tuple], table: Table = captures_table) -> BytesIO:
-    """The records (tuples in column order) as the data of ``COPY <table> (<columns>) FROM STDIN (FORMAT binary)``.
+    """The records (tuples in column order) as the data of ``COPY <table> (<columns>) FROM STDIN (FORMAT binary)``."""
+    body = getattr(records, "copy_body", None)
+    if body is None or table is not captures_table:
+        body = copy_binary_body(records, table)
+    return BytesIO(b"".join((_BINARY_HEADER, body, _BINARY_TRAILER)))
+
+
+# Rows encoded per matrix: a (rows x widest row) matrix of a few hundred KiB stays in the CPU cache.
+_ENCODE_ROWS = 1024
+
+
+def copy_binary_body(records: Sequence[tuple], table: Table = captures_table) -> bytes:
+    """The rows of binary COPY data, without header and trailer (bodies of consecutive batches concatenate)."""
+    if len(records) <= _ENCODE_ROWS:
+        return _encode_rows(records, table)
+    return b"".join(_encode_rows(records[i : i + _ENCODE_ROWS], table) for i in range(0, len(records), _ENCODE_ROWS))
+
+
+def _encode_rows(records: Sequence[tuple], table: Table) -> bytes:
+    """Binary COPY rows of ``records``.
 
     Every row is laid out at the batch's widest in one (rows, width) byte matrix, filled a column at a
     time, with a mask of the bytes that count (padding of shorter text, NULL values); the masked bytes
-    in row-major order are the COPY data.
+    in row-major order are the COPY rows.
     """
     kinds = column_kinds(table)
     n = len(records)
     if not n:
-        return BytesIO(_BINARY_HEADER + _BINARY_TRAILER)
+        return b""
     fields = [_ENCODERS[kind](column) for kind, column in zip(kinds, _columns(records, len(kinds)))]
     width = 2 + sum(4 + field.data.shape[1] for field in fields)
     rows = np.empty((n, width), dtype=np.uint8)
@@ -210,5 +235,4 @@ def copy_binary(records: Sequence[tuple], table: Table = captures_table) -> Byte
             if field.present is not None:
                 keep[:, at : at + size] = field.present
             at += size
-    body = rows[keep] if not keep.all() else rows.reshape(-1)
-    return BytesIO(b"".join((_BINARY_HEADER, body.data, _BINARY_TRAILER)))
+    return (rows[keep] if not keep.all() else rows.reshape(-1)).tobytes()

@@ -1,7 +1,8 @@
 """The capture writer's intake: request items in (from the request path, never blocking), batches of
 built records out (to the writer thread). Between the two, a builder thread turns each item into
-records — a :class:`~housing_platform.adapters.capture.deferred.DeferredChunk` is built here — so that
-building one batch overlaps writing the previous one: the database's work (SQLite's ``step``,
+records — a :class:`~housing_platform.adapters.capture.deferred.DeferredChunk` is built here — and,
+for PostgreSQL, encodes their binary ``COPY`` rows, so that building and encoding one batch overlap
+writing the previous one: the database's work (SQLite's ``step``,
 PostgreSQL's ``COPY`` and commit) runs without the GIL, and with one thread doing both, building and
 inserting added up (measured by ``benchmarks/capture.py``).
 
@@ -18,7 +19,9 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 
+from housing_platform.adapters.capture.bulk import EncodedBatch
 from housing_platform.adapters.capture.deferred import materialize
 from housing_platform.adapters.capture.ledger import RowLedger
 from housing_platform.adapters.capture.records import CaptureRecord
@@ -32,12 +35,14 @@ _DONE = object()  # the builder has stopped: nothing more will be built
 class Intake:
     """Items in (:meth:`put`), built batches out (:meth:`take_batch`, :meth:`drain`); see the module."""
 
-    def __init__(self, ledger: RowLedger, *, batch_size: int, max_wait_seconds: float, name: str):
+    def __init__(self, ledger: RowLedger, *, batch_size: int, max_wait_seconds: float, name: str,
+                 encoder: Callable[[list[CaptureRecord]], bytes] | None = None):
         self._ledger = ledger
+        self._encoder = encoder  # the store's pre-encoding of a batch (binary COPY rows), if it has one
         self.batch_size = batch_size
         self.max_wait_seconds = max_wait_seconds
         self._input: queue.SimpleQueue = queue.SimpleQueue()  # one item per request, or WAKE
-        self._built: queue.SimpleQueue = queue.SimpleQueue()  # (records, rows taken), WAKE or _DONE
+        self._built: queue.SimpleQueue = queue.SimpleQueue()  # (records, rows taken, encoded), WAKE or _DONE
         self._nudged = threading.Event()
         self._closing = threading.Event()
         self._builder_done = False  # the writer thread has seen _DONE
@@ -89,13 +94,19 @@ class Intake:
             else:
                 items.append(item)
 
-    def _build(self, items: list) -> tuple[list[CaptureRecord], int]:
+    def _build(self, items: list) -> tuple[list[CaptureRecord], int, bytes | None]:
         rows = sum(map(len, items))
         records, failed = materialize(items)
         if failed:
             self._ledger.taken(len(failed))
             self._ledger.settle_ids(failed, written=False, rejected=True)
-        return records, rows - len(failed)
+        encoded = None
+        if self._encoder is not None and records:
+            try:
+                encoded = self._encoder(records)
+            except Exception:  # noqa: BLE001 - the writer encodes them again and meets the error there
+                logger.exception("capture intake: encoding %d rows failed", len(records))
+        return records, rows - len(failed), encoded
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -158,11 +169,10 @@ class Intake:
     def _taken(self, parts: list) -> list[CaptureRecord]:
         if not parts:
             return []
-        if len(parts) == 1:
-            records, rows = parts[0]
-        else:
-            records = [record for part, _ in parts for record in part]
-            rows = sum(part[1] for part in parts)
+        records = EncodedBatch(record for part in parts for record in part[0])
+        if all(part[2] is not None for part in parts):
+            records.copy_body = b"".join(part[2] for part in parts)
+        rows = sum(part[1] for part in parts)
         if rows:
             self._ledger.taken(rows)
         return records

@@ -23,6 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.schema import CreateSchema
 
+from housing_platform.adapters.capture.bulk import copy_binary_body
 from housing_platform.adapters.capture.bulk_insert import insert_batch
 from housing_platform.adapters.capture.errors import (
     CaptureStoreUnavailable,
@@ -192,6 +193,11 @@ class CaptureStore:
             if is_transient(exc):
                 self._schema_lost()
             raise
+
+    def batch_encoder(self):
+        """What the writer's builder thread may encode a batch with ahead of :meth:`insert_captures`:
+        the binary COPY rows for PostgreSQL via psycopg2; None for the other paths."""
+        return copy_binary_body if self._bulk == "copy" else None
 
     def record_feedback(
         self,

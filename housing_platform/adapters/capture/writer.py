@@ -84,7 +84,8 @@ class CaptureWriter:
         self._ledger = RowLedger()
         self.max_queue_rows = max_queue_rows
         # One item per request in, built batches out; bounded by the ledger.
-        self._intake = Intake(self._ledger, batch_size=batch_size, max_wait_seconds=max_wait_seconds, name=name)
+        self._intake = Intake(self._ledger, batch_size=batch_size, max_wait_seconds=max_wait_seconds, name=name,
+                              encoder=store.batch_encoder())
         self._buffer: deque[CaptureRecord] = deque()  # touched by the writer thread only
         self._inserter = BatchInserter(store, self._ledger, retry_initial_seconds, retry_max_seconds)  # likewise
         self.spill = spill
@@ -314,9 +315,12 @@ class CaptureWriter:
                 return
 
     def _store_or_buffer(self, batch: list[CaptureRecord]) -> None:
-        size = self.batch_size
+        # A batch the builder encoded goes in whole (a slice would lose the encoding): it passes batch_size
+        # by at most the rows the builder took in its last look at the queue.
+        size = len(batch) if getattr(batch, "copy_body", None) is not None else self.batch_size
         for start in range(0, len(batch), size):
-            remainder = self._inserter.attempt(batch[start : start + size], buffered=len(self._buffer))
+            chunk = batch if len(batch) <= size else batch[start : start + size]
+            remainder = self._inserter.attempt(chunk, buffered=len(self._buffer))
             if remainder:
                 remainder = remainder + batch[start + size :]
                 room = self.buffer_max_rows - len(self._buffer)
