@@ -66,7 +66,7 @@ class Intake:
 
     def _build_loop(self) -> None:
         while True:
-            items, woken = self._take_input()
+            items, woken = self._take_input(self.batch_size)
             if items:
                 try:
                     self._built.put(self._build(items))
@@ -81,18 +81,23 @@ class Intake:
                 self._nudged.wait(self.max_wait_seconds if self.max_wait_seconds > 0 else 0.01)
                 self._nudged.clear()
 
-    def _take_input(self) -> tuple[list, bool]:
+    def _take_input(self, limit: float = math.inf) -> tuple[list, bool]:
+        """Items until at least ``limit`` rows (the builder: ``batch_size``, so the writer can start on one
+        batch while the next is built), and whether a WAKE was among them."""
         items: list = []
+        rows = 0
         woken = False
-        while True:
+        while rows < limit:
             try:
                 item = self._input.get_nowait()
             except queue.Empty:
-                return items, woken
+                break
             if item is WAKE:
                 woken = True
             else:
                 items.append(item)
+                rows += len(item)
+        return items, woken
 
     def _build(self, items: list) -> tuple[list[CaptureRecord], int, bytes | None]:
         rows = sum(map(len, items))
