@@ -62,9 +62,9 @@ class ServingConfig(BaseModel):
     capture_retry_after_seconds: int = Field(
         1, ge=1, description="Retry-After of the 503 a predict request gets while capture is at its bound."
     )
-    capture_batch_rows: int = Field(
-        5_000, ge=1, description="Rows per INSERT (SQLite) or COPY (PostgreSQL) of the capture writer: PostgreSQL's "
-        "commit is one WAL flush per batch, 1,000-row batches wrote about half as fast (benchmarks/capture.py).",
+    capture_batch_rows: int | None = Field(
+        None, ge=1, description="Rows per INSERT (SQLite) or COPY (PostgreSQL) of the capture writer; None: the "
+        "store's own (`CaptureStore.preferred_batch_rows`: 1,000 for SQLite, 5,000 for PostgreSQL's COPY).",
     )
     shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
     max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")

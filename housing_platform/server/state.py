@@ -161,7 +161,7 @@ class ServerState:
             self.store,
             max_queue_rows=self.config.capture_queue_rows,
             buffer_max_rows=self.config.capture_queue_rows,  # admitted rows always fit while the store is down
-            batch_size=self.config.capture_batch_rows,
+            batch_size=self.config.capture_batch_rows or self.store.preferred_batch_rows,
             sample_percent=self.config.capture_sample_percent,
             exit_flush_seconds=self.config.shutdown_flush_seconds,
             spill=self._spill_log(),

@@ -89,7 +89,7 @@ def test_batched_writes_land_with_exact_counts_and_values(sqlite_store, writers)
     assert list(frame.columns[2:11]) == list(FEATURE_COLUMNS)
 
 
-def test_deferred_records_are_built_by_the_writers_builder_thread_and_written_exactly(sqlite_store, writers):
+def test_deferred_records_are_built_by_the_writer_thread_and_written_exactly(sqlite_store, writers):
     writer = CaptureWriter(sqlite_store, batch_size=50, max_wait_seconds=0.02)
     writers.append(writer)
     records = make_records(120)
@@ -107,7 +107,7 @@ def test_deferred_records_are_built_by_the_writers_builder_thread_and_written_ex
 
     assert writer.flush(timeout=10)
     assert (writer.written, writer.dropped, writer.rejected) == (120, 0, 0)
-    assert len(built_in) == 40 and set(built_in) == {"capture-writer-builder"}  # once per request, off the caller
+    assert len(built_in) == 40 and set(built_in) == {"capture-writer"}  # once per request, off the caller
     stored = sqlite_store.read_captures().set_index("request_id")
     assert set(stored.index) == {r.request_id for r in records}
     assert stored.loc[records[7].request_id, "prediction"] == pytest.approx(records[7].prediction)

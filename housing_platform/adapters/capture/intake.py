@@ -6,6 +6,11 @@ writing the previous one: the database's work (SQLite's ``step``,
 PostgreSQL's ``COPY`` and commit) runs without the GIL, and with one thread doing both, building and
 inserting added up (measured by ``benchmarks/capture.py``).
 
+Only with a store that encodes ahead (PostgreSQL's binary ``COPY``): its database work is one long
+GIL-free wait per batch, in another process. SQLite's ``executemany`` releases and retakes the GIL
+for every row, so a second Python thread made each row wait for the GIL (measured: 7 → 9–11 CPU µs
+per row, fewer rows/s); without an encoder the writer thread builds each batch itself, as before.
+
 The builder never blocks on its input queue: a blocked ``get()`` would wake it, and take the GIL from
 the server's event loop, for every request submitted. It looks at the queue at most every
 ``max_wait_seconds`` or when nudged (a flush or close), takes everything there, and passes the
@@ -46,8 +51,10 @@ class Intake:
         self._nudged = threading.Event()
         self._closing = threading.Event()
         self._builder_done = False  # the writer thread has seen _DONE
-        self._thread = threading.Thread(target=self._build_loop, name=f"{name}-builder", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if encoder is not None:
+            self._thread = threading.Thread(target=self._build_loop, name=f"{name}-builder", daemon=True)
+            self._thread.start()
 
     def put(self, item) -> None:
         self._input.put(item)
@@ -120,6 +127,8 @@ class Intake:
 
         Collects for at most ``max_wait_seconds`` after the first rows, less when ``flush_waiting()``.
         """
+        if self._thread is None:
+            return self._take_and_build(flush_waiting)
         if self._builder_done:
             return None
         try:
@@ -150,6 +159,31 @@ class Intake:
                 parts.append(item)
                 rows += item[1]
         return self._taken(parts)
+
+    def _take_and_build(self, flush_waiting) -> list[CaptureRecord] | None:
+        """Without a builder thread: collect items as :meth:`take_batch` does, then build them here."""
+        closing = self._closing.is_set()
+        items, woken = self._take_input(self.batch_size)
+        if not items and not woken:
+            if closing:
+                return None
+            self._nudged.wait(0.5)
+            self._nudged.clear()
+            items, woken = self._take_input(self.batch_size)
+        rows = sum(map(len, items))
+        deadline = time.monotonic() + self.max_wait_seconds
+        while items and rows < self.batch_size and not woken and not self._closing.is_set() and not flush_waiting():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # Sleep rather than block on the queue: a blocked get() would wake this thread, and take the GIL
+            # from the event loop, for every request submitted.
+            self._nudged.wait(remaining)
+            self._nudged.clear()
+            more, woken = self._take_input(self.batch_size - rows)
+            items += more
+            rows += sum(map(len, more))
+        return self._taken([self._build(items)]) if items else []
 
     def drain(self, limit: float = math.inf) -> list[CaptureRecord]:
         """Built rows (then unbuilt ones, built here) until at least ``limit`` rows, without waiting."""
@@ -183,4 +217,5 @@ class Intake:
         return records
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -194,6 +194,13 @@ class CaptureStore:
                 self._schema_lost()
             raise
 
+    @property
+    def preferred_batch_rows(self) -> int:
+        """Rows per write that suit this store (``capture_batch_rows`` unset): PostgreSQL's ``COPY`` commits
+        one WAL flush per batch (1,000-row batches wrote about half as fast as 5,000); SQLite spends
+        more CPU per row in 5,000-row transactions than in 1,000-row ones (10.8 vs 7.4 µs, measured)."""
+        return 5_000 if self._bulk == "copy" else 1_000
+
     def batch_encoder(self):
         """What the writer's builder thread may encode a batch with ahead of :meth:`insert_captures`:
         the binary COPY rows for PostgreSQL via psycopg2; None for the other paths."""
