@@ -1,7 +1,10 @@
 """The capture writer: :meth:`CaptureWriter.submit` only puts a request's rows on an in-memory queue
-(one item per request) and never blocks the request path; a builder thread builds their records
-(:mod:`.intake`) while the writer thread writes the previous batch to the store in batches (the bulk paths of :mod:`.bulk`), keeps them in a retry buffer while the store is
-unreachable, and :meth:`CaptureWriter.close` flushes everything at shutdown. The rows in memory are
+(one item per request) and never blocks the request path; a background thread builds their records
+(for PostgreSQL a builder thread builds and encodes them while the writer thread ``COPY``\ s the
+previous batch: :mod:`.intake`), writes them to the store in batches (the bulk paths of :mod:`.bulk`),
+keeps them in a retry buffer while the store is unreachable, drains the durable spill
+(:mod:`.spill_drain`) when it has caught up, and :meth:`CaptureWriter.close` flushes everything at
+shutdown. The rows in memory are
 bounded: :meth:`CaptureWriter.admit` reserves room before a request is answered, or refuses it so
 the server can answer 503 instead of dropping rows it has answered; rows submitted without a
 reservation that do not fit are dropped and counted. Plain counters and a
