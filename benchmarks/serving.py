@@ -15,13 +15,13 @@ Measured, for each server:
 * **single-row latency at concurrency 1**: p50 / p95 / p99 over ``--requests`` sequential requests
   (after 200 warm-up requests), timed client-side around a raw keep-alive socket (a minimal HTTP/1.1
   client, so the client adds microseconds, not the ~0.3 ms of an httpx call);
-* **requests/s at concurrency 8**: single-row requests for ``--seconds`` with ``wrk`` (Debian's
-  ``wrk``, 2 threads, 8 connections) when it is installed, otherwise with this script's asyncio
-  load generator (8 keep-alive connections, in this process — not the servers'); the report says
-  which. Non-2xx answers are counted and reported;
+* **requests/s at concurrency 8**: single-row requests for ``--seconds`` from this script's asyncio
+  load generator (8 keep-alive connections, in this process — not the servers'). Non-2xx answers are
+  counted and reported;
 * **1,000-row request latency**: p50 / p95 over ``--large-requests`` sequential requests;
 * **sustained runs** (ours, capture on and off): single-row requests for ``--sustained-seconds``
-  (15) at concurrency 1 and 8 from ``load.py``'s asyncio generator, p50 / p90 / p99 side by side;
+  (15) at concurrency 1 and 8 from ``load.py``'s asyncio generator, p50 / p90 / p99 side by side
+  (alone, without MLflow's server: ``--sustained-only``);
 * **overload runs** (``--overload``, or alone with ``--overload-only``): a fresh server each,
   100-row requests from 1 client and 1,000-row requests from 2 clients for ``--overload-seconds``,
   ended by SIGTERM and by ``kill -9`` while requests are in flight; answered (200) / refused (503) /
@@ -44,7 +44,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -188,24 +187,6 @@ def percentile_ms(values: list[float], q: float) -> float:
 # -- load at concurrency 8 ------------------------------------------------------------------------
 
 
-def wrk_throughput(host: str, port: int, path: str, body: bytes, seconds: int, connections: int) -> dict:
-    script = Path(tempfile.mkdtemp()) / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [==[{body.decode()}]==]\n"
-    )
-    completed = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"http://{host}:{port}{path}"],
-        capture_output=True, text=True, check=True,
-    )
-    text = completed.stdout
-    rate = float(re.search(r"Requests/sec:\s*([\d.]+)", text).group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
-    errors = re.search(r"Socket errors:.*", text)
-    return {"rps": rate, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-            "socket_errors": errors.group(0) if errors else "", "tool": "wrk -t2 -c8"}
-
-
 async def _asyncio_worker(host: str, port: int, request: bytes, deadline: float, counts: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
@@ -235,15 +216,14 @@ def asyncio_throughput(host: str, port: int, path: str, body: bytes, seconds: in
 
 
 def throughput(host: str, port: int, path: str, body: bytes, seconds: int, connections: int = 8) -> dict:
-    if shutil.which("wrk"):
-        return wrk_throughput(host, port, path, body, seconds, connections)
     return asyncio_throughput(host, port, path, body, seconds, connections)
 
 
 # -- the servers ----------------------------------------------------------------------------------
 
 
-def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -> tuple[dict, list[subprocess.Popen]]:
+def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool,
+                  mlflow_too: bool = True) -> tuple[dict, list[subprocess.Popen]]:
     env = dict(os.environ) | model.env() | {
         "HOUSING_HOME": str(workdir / "state"),
         "HOUSING_CAPTURE_URL": f"sqlite:///{workdir / 'capture.db'}",
@@ -268,6 +248,13 @@ def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -
     ours("ours", 100)
     if capture_off_too:
         ours("ours, capture off", 0)
+    if mlflow_too:
+        mlflow_server(model, workdir, env, log, servers, processes)
+    _wait_ready(servers, processes)
+    return servers, processes
+
+
+def mlflow_server(model: BenchmarkModel, workdir: Path, env: dict, log, servers: dict, processes: list) -> None:
     port = free_port()
     processes.append(subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model.uri, "--env-manager", "local",
@@ -276,6 +263,9 @@ def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -
     ))
     servers["mlflow"] = {"port": port, "path": "/invocations", "key": "dataframe_records", "ready": "/ping",
                          "process": processes[-1]}
+
+
+def _wait_ready(servers: dict, processes: list[subprocess.Popen]) -> None:
     try:
         for server in servers.values():
             url = f"http://127.0.0.1:{server['port']}{server['ready']}"
@@ -283,7 +273,6 @@ def start_servers(model: BenchmarkModel, workdir: Path, capture_off_too: bool) -
     except BaseException:
         stop(processes)
         raise
-    return servers, processes
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
@@ -398,6 +387,8 @@ def main() -> int:
     parser.add_argument("--overload-only", action="store_true", help="only the overload runs")
     parser.add_argument("--overload-seconds", type=float, default=10.0, help="traffic before each signal")
     parser.add_argument("--quick", action="store_true", help="short runs (the smoke test's mode)")
+    parser.add_argument("--sustained-only", action="store_true",
+                        help="only the sustained runs (ours, capture on and off; no MLflow server)")
     parser.add_argument("--no-capture-off", action="store_true",
                         help="skip the third server (ours with capture off, which shows what capture costs)")
     args = parser.parse_args()
@@ -418,6 +409,15 @@ def main() -> int:
         print("OVERLOAD_JSON " + json.dumps(overload))
         if args.overload_only:
             return 0
+    if args.sustained_only:
+        servers, processes = start_servers(model, workdir, capture_off_too=True, mlflow_too=False)
+        try:
+            sustained_table(servers, args.sustained_seconds, sample_rows(1))
+        finally:
+            stop(processes)
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end (the load generator "
+              "shares the cores)")
+        return 0
     servers, processes = start_servers(model, workdir, capture_off_too=not args.no_capture_off)
     host = "127.0.0.1"
     try:

@@ -172,6 +172,7 @@ def command_serve(args: argparse.Namespace) -> int:
         poll_interval_seconds=args.poll_interval_seconds,
         capture_sample_percent=args.capture_sample_percent,
         capture_queue_rows=args.capture_queue_rows,
+        capture_overflow=args.capture_overflow,
         header_read_timeout_seconds=args.header_read_timeout_seconds,
         body_read_timeout_seconds=args.body_read_timeout_seconds,
         keep_alive_timeout_seconds=args.keep_alive_timeout_seconds,
@@ -329,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--capture-queue-rows", type=int, default=serving["capture_queue_rows"],
                        help=f"bound on capture rows in memory; past it predict answers 503 + Retry-After, never drops "
                             f"(default: {serving['capture_queue_rows']})")
+    serve.add_argument("--capture-overflow", choices=("backpressure", "spill"), default=serving["capture_overflow"],
+                       help="past --capture-queue-rows: 503 + Retry-After (backpressure), or answer after writing the rows "
+                            f"to the durable spill in the state folder (spill) (default: {serving['capture_overflow']})")
     for name, unit in (("header_read_timeout_seconds", "s"), ("body_read_timeout_seconds", "s"),
                        ("keep_alive_timeout_seconds", "s"), ("max_connections", "")):
         field = ServingConfig.model_fields[name]

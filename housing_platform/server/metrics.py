@@ -63,6 +63,21 @@ class CaptureCollector:
              stats.failed_attempts),
         ):
             yield CounterMetricFamily(f"{PREFIX}_capture_{name}", help_text, value=value)
+        spill = getattr(writer, "spill", None)
+        if spill is not None:
+            spilled = spill.stats()
+            yield GaugeMetricFamily(f"{PREFIX}_capture_spill_bytes",
+                                    "Bytes in the capture spill folder, waiting to be drained into the store.",
+                                    value=spilled.bytes)
+            for name, help_text, value in (
+                ("spilled_rows", "Capture rows written to the durable spill (past capture_queue_rows, spill mode).",
+                 spilled.spilled_rows),
+                ("spill_drained_rows", "Spilled capture rows committed to the store and deleted from the spill.",
+                 spilled.drained_rows),
+                ("spill_torn_frames", "Spill frames skipped: cut short by a crash mid-write, or a checksum mismatch.",
+                 spilled.torn_frames),
+            ):
+                yield CounterMetricFamily(f"{PREFIX}_capture_{name}", help_text, value=value)
 
 
 class ServingStatusCollector:

@@ -30,6 +30,7 @@ from housing_platform.server.api_schema import (
     predict_request_openapi,
 )
 from housing_platform.server.auth import TokenAuth, document_security
+from housing_platform.server.capture_admission import QUEUED, REFUSED, admit_capture, capture_readiness
 from housing_platform.server.content_type import unsupported_content_type
 from housing_platform.server.requests import RequestError, parse_feedback, parse_json
 from housing_platform.server.state import ServerState
@@ -115,13 +116,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
                 state.metrics.rows_rejected.inc(error.rows)
             return json_response(error.status, error.body)
         capturing = config.capture_sample_percent > 0  # 0 switches capture off entirely (not even records are built)
-        if capturing and not state.admit_capture(capture):  # before answering: the client knows, nothing is lost
+        admission = await admit_capture(state, capture) if capturing else None  # before answering: nothing is lost
+        if admission is REFUSED:
             return json_response(503, {"detail": "capture is at its bound (capture_queue_rows): not answered, retry"},
                                  headers={"Retry-After": str(config.capture_retry_after_seconds)})
         state.metrics.rows_scored.inc(capture.rows)
         if served is state.fallback:
             state.metrics.fallback_rows.inc(capture.rows)
-        if capturing:
+        if admission is QUEUED:  # SPILLED: already on disk
             state.schedule_capture(capture)
         return Response(content, media_type="application/json")
 
@@ -211,6 +213,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
                 "follows": state.manager.reference.uri,
                 "last_poll_error": state.manager.last_error,
                 **versions,
+                **capture_readiness(state),
             })
         if served is None:
             fallback = {"fallback_unavailable": state.fallback_problem} if state.fallback_problem else {}
@@ -224,6 +227,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "loaded_at": served.loaded_at.isoformat(),
             "last_poll_error": state.manager.last_error,
             **versions,
+            **capture_readiness(state),
         })
 
     @app.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response)

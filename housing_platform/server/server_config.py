@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, MODEL_NAME
@@ -42,10 +44,28 @@ class ServingConfig(BaseModel):
         "request gets 503 with Retry-After before it is answered, so no answered row is dropped. Also what a kill -9 "
         "can lose.",
     )
+    capture_overflow: Literal["backpressure", "spill"] = Field(
+        "backpressure",
+        description="What a predict request gets when capture is at capture_queue_rows: `backpressure` answers 503 "
+        "with Retry-After (nothing answered is lost); `spill` answers 200 after writing its rows to an append-only file "
+        "in the state folder (`capture_spill_dir`), fsynced before the answer and drained into the store when the "
+        "writer catches up and at the next start.",
+    )
+    capture_spill_dir: str | None = Field(
+        None, description="The spill folder (from_settings: `<HOUSING_HOME>/capture/spill`); always drained at start, "
+        "written only in spill mode. None: no spill.",
+    )
+    capture_spill_max_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="Spill mode: past this many bytes waiting in the spill folder, a request at the "
+        "capture bound gets 503 with Retry-After after all (the disk is bounded too).",
+    )
     capture_retry_after_seconds: int = Field(
         1, ge=1, description="Retry-After of the 503 a predict request gets while capture is at its bound."
     )
-    capture_batch_rows: int = Field(1_000, ge=1, description="Rows per INSERT of the capture writer.")
+    capture_batch_rows: int | None = Field(
+        None, ge=1, description="Rows per INSERT (SQLite) or COPY (PostgreSQL) of the capture writer; None: the "
+        "store's own (`CaptureStore.preferred_batch_rows`: 1,000 for SQLite, 5,000 for PostgreSQL's COPY).",
+    )
     shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
     max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Larger request bodies → 413.")
@@ -113,6 +133,7 @@ class ServingConfig(BaseModel):
             "capture_url": settings.capture_url,
             "tokens_file": str(settings.tokens_path),
             "fallback_baseline_path": str(settings.fallback_baseline_path),
+            "capture_spill_dir": str(settings.home / "capture" / "spill"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

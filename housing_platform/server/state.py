@@ -22,6 +22,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from housing_platform.adapters.capture.records import CaptureRecord, new_request_ids
+from housing_platform.adapters.capture.spill import SpillLog
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS
@@ -166,13 +167,19 @@ class ServerState:
             self.store,
             max_queue_rows=self.config.capture_queue_rows,
             buffer_max_rows=self.config.capture_queue_rows,  # admitted rows always fit while the store is down
-            batch_size=self.config.capture_batch_rows,
+            batch_size=self.config.capture_batch_rows or self.store.preferred_batch_rows,
             sample_percent=self.config.capture_sample_percent,
             exit_flush_seconds=self.config.shutdown_flush_seconds,
+            spill=self._spill_log(),
         )
         self.manager.start()
         logger.info("serving %s; capturing %g%% of rows to %r", self.config.model_uri,
                     self.config.capture_sample_percent, self.store)
+
+    def _spill_log(self) -> SpillLog | None:
+        """The spill folder: drained at start whatever the mode (rows spilled before a restart), written in spill mode."""
+        folder = self.config.capture_spill_dir
+        return SpillLog(folder, max_bytes=self.config.capture_spill_max_bytes) if folder else None
 
     def stop(self) -> None:
         self.manager.stop()
@@ -320,6 +327,9 @@ class ServerState:
             writer.release(capture.rows)
             raise
         writer.submit(records, admitted=capture.rows)
+
+    def capture_records(self, capture: RequestCapture) -> list[CaptureRecord]:
+        return self._capture_records(capture)
 
     def _capture_records(self, capture: RequestCapture) -> list[CaptureRecord]:
         """The requests' rows as CaptureRecords, with training-range flags (also counted in /metrics)."""

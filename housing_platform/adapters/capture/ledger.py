@@ -72,19 +72,26 @@ class RowLedger:
         """Rows reserved, queued, or taken by the writer thread and not yet settled."""
         return self.reserved + self.accepted - self.settled
 
-    def admit(self, rows: int, bound: int) -> bool:
-        """Reserve room for ``rows``; False (counted as refused) if that would pass ``bound``.
+    def admit(self, rows: int, bound: int, *, count_refusal: bool = True) -> bool:
+        """Reserve room for ``rows``; False (counted as refused, if ``count_refusal``) if that would pass ``bound``.
 
         With nothing in memory a request is always admitted, however large, so it cannot starve.
         """
         with self._lock:
             in_memory = self.in_memory
             if in_memory and in_memory + rows > bound:
-                self.refused += rows
-                self.refused_requests += 1
+                if count_refusal:
+                    self.refused += rows
+                    self.refused_requests += 1
                 return False
             self.reserved += rows
             return True
+
+    def count_refused(self, rows: int) -> None:
+        """A request refused after all (admit(count_refusal=False) failed and the spill could not take it)."""
+        with self._lock:
+            self.refused += rows
+            self.refused_requests += 1
 
     def release(self, rows: int) -> None:
         """Give back a reservation whose rows will not be submitted."""

@@ -23,7 +23,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.schema import CreateSchema
 
-from housing_platform.adapters.capture.bulk import SQLITE_INSERT, copy_binary, copy_binary_statement, sqlite_rows
+from housing_platform.adapters.capture.bulk import copy_binary_body
+from housing_platform.adapters.capture.bulk_insert import insert_batch
 from housing_platform.adapters.capture.errors import (
     CaptureStoreUnavailable,
     DuplicateFeedback,
@@ -31,7 +32,7 @@ from housing_platform.adapters.capture.errors import (
     is_transient,
 )
 from housing_platform.adapters.capture.migrations import add_missing_capture_columns
-from housing_platform.adapters.capture.records import CaptureRecord, FeedbackReceipt, record_params
+from housing_platform.adapters.capture.records import CaptureRecord, FeedbackReceipt
 from housing_platform.adapters.capture.sqlite_file import SqliteFileWatch
 from housing_platform.adapters.capture.tables import captures_table, feedback_table, metadata
 from housing_platform.core.schema import NUMERIC_FEATURE_COLUMNS, TARGET_COLUMN
@@ -172,8 +173,11 @@ class CaptureStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def insert_captures(self, records: Sequence[CaptureRecord]) -> None:
+    def insert_captures(self, records: Sequence[CaptureRecord], *, skip_existing: bool = False) -> None:
         """Insert rows synchronously in one transaction (the writer thread's path; also batch jobs).
+
+        ``skip_existing``: rows whose request id is already stored are skipped, not an error (draining
+        the spill, which a crash may have left partly drained).
 
         Errors propagate unchanged (:func:`~housing_platform.adapters.capture.errors.is_transient`
         tells whether retrying can help); after a transient one the next call checks the tables
@@ -184,12 +188,7 @@ class CaptureStore:
         try:
             self.ensure_schema()
             with self.engine.begin() as conn:
-                if self._bulk == "sqlite":
-                    conn.exec_driver_sql(SQLITE_INSERT, sqlite_rows(records))
-                elif self._bulk == "copy":
-                    self._copy(conn, records)
-                else:
-                    conn.execute(captures_table.insert(), [record_params(record) for record in records])
+                insert_batch(self.engine, conn, self._bulk, records, self.schema, skip_existing=skip_existing)
             if self.file_watch is not None:
                 self.file_watch.check_after_commit()
         except Exception as exc:
@@ -197,25 +196,17 @@ class CaptureStore:
                 self._schema_lost()
             raise
 
-    def _copy(self, conn, records: Sequence[CaptureRecord]) -> None:
-        """``COPY`` the rows through the connection's psycopg2 cursor, errors wrapped as SQLAlchemy's."""
-        fairy = conn.connection
-        dbapi = self.engine.dialect.loaded_dbapi
-        statement = copy_binary_statement(self.schema)
-        cursor = fairy.dbapi_connection.cursor()
-        try:
-            cursor.copy_expert(statement, copy_binary(records))
-        except dbapi.Error as error:
-            disconnected = self.engine.dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
-            if disconnected:
-                conn.invalidate(error)
-            raise sa_exc.DBAPIError.instance(
-                statement, None, error, dbapi.Error, connection_invalidated=disconnected,
-                dialect=self.engine.dialect,
-            ) from error
-        finally:
-            if not cursor.closed:
-                cursor.close()
+    @property
+    def preferred_batch_rows(self) -> int:
+        """Rows per write that suit this store (``capture_batch_rows`` unset): PostgreSQL's ``COPY`` commits
+        one WAL flush per batch (1,000-row batches wrote about half as fast as 5,000); SQLite spends
+        more CPU per row in 5,000-row transactions than in 1,000-row ones (10.8 vs 7.4 µs, measured)."""
+        return 5_000 if self._bulk == "copy" else 1_000
+
+    def batch_encoder(self):
+        """What the writer's builder thread may encode a batch with ahead of :meth:`insert_captures`:
+        the binary COPY rows for PostgreSQL via psycopg2; None for the other paths."""
+        return copy_binary_body if self._bulk == "copy" else None
 
     def record_feedback(
         self,

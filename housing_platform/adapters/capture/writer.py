@@ -1,7 +1,10 @@
 """The capture writer: :meth:`CaptureWriter.submit` only puts a request's rows on an in-memory queue
-(one item per request) and never blocks the request path; a background thread writes them to the
-store in batches (the bulk paths of :mod:`.bulk`), keeps them in a retry buffer while the store is
-unreachable, and :meth:`CaptureWriter.close` flushes everything at shutdown. The rows in memory are
+(one item per request) and never blocks the request path; a background thread builds their records
+(for PostgreSQL a builder thread builds and encodes them while the writer thread ``COPY``\ s the
+previous batch: :mod:`.intake`), writes them to the store in batches (the bulk paths of :mod:`.bulk`),
+keeps them in a retry buffer while the store is unreachable, drains the durable spill
+(:mod:`.spill_drain`) when it has caught up, and :meth:`CaptureWriter.close` flushes everything at
+shutdown. The rows in memory are
 bounded: :meth:`CaptureWriter.admit` reserves room before a request is answered, or refuses it so
 the server can answer 503 instead of dropping rows it has answered; rows submitted without a
 reservation that do not fit are dropped and counted. Plain counters and a
@@ -14,24 +17,23 @@ from __future__ import annotations
 import atexit
 import logging
 import math
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
-from housing_platform.adapters.capture.deferred import DeferredChunk, materialize
+from housing_platform.adapters.capture.deferred import DeferredChunk
 from housing_platform.adapters.capture.inserter import WARNING_INTERVAL_SECONDS, BatchInserter
+from housing_platform.adapters.capture.intake import Intake
 from housing_platform.adapters.capture.ledger import CaptureWriterStats, RowLedger
 from housing_platform.adapters.capture.records import CaptureRecord, keep_sampled, sampled_ids, sampling_threshold
+from housing_platform.adapters.capture.spill import SpillLog
+from housing_platform.adapters.capture.spill_drain import SpillDrainer
 from housing_platform.adapters.capture.store import CaptureStore
 
 __all__ = ["CaptureWriter", "CaptureWriterStats"]
 
 logger = logging.getLogger(__name__)
-
-_WAKE = object()  # put on the queue by flush()/close() so a waiting writer thread looks up at once
-
 
 class CaptureWriter:
     """Writes capture records in the background; :meth:`submit` never blocks the caller.
@@ -67,6 +69,7 @@ class CaptureWriter:
         sample_percent: float = 100.0,
         exit_flush_seconds: float = 5.0,
         name: str = "capture-writer",
+        spill: SpillLog | None = None,
     ):
         if max_queue_rows < 1 or batch_size < 1 or buffer_max_rows < 0:
             raise ValueError("max_queue_rows and batch_size must be >= 1, buffer_max_rows >= 0")
@@ -83,11 +86,14 @@ class CaptureWriter:
 
         self._ledger = RowLedger()
         self.max_queue_rows = max_queue_rows
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # one item per request; bounded by the ledger
+        # One item per request in, built batches out; bounded by the ledger.
+        self._intake = Intake(self._ledger, batch_size=batch_size, max_wait_seconds=max_wait_seconds, name=name,
+                              encoder=store.batch_encoder())
         self._buffer: deque[CaptureRecord] = deque()  # touched by the writer thread only
         self._inserter = BatchInserter(store, self._ledger, retry_initial_seconds, retry_max_seconds)  # likewise
+        self.spill = spill
+        self._drainer = SpillDrainer(spill, store, batch_size) if spill is not None else None  # likewise
         self._closing = threading.Event()
-        self._nudged = threading.Event()  # set by flush()/close(): stop collecting, write now
         self._close_deadline = math.inf
         self._close_result: bool | None = None
         self._last_drop_log = -math.inf
@@ -161,13 +167,17 @@ class CaptureWriter:
 
     # -- the request path --------------------------------------------------------------------
 
-    def admit(self, rows: int) -> bool:
+    def admit(self, rows: int, *, count_refusal: bool = True) -> bool:
         """Reserve room for the rows of a request about to be answered; False if the bound is reached
-        (counted as refused) or the writer is closed. Pass the reservation to ``submit*(admitted=rows)``,
-        or give it back with :meth:`release`. Never blocks."""
+        (counted as refused unless ``count_refusal`` is False: the caller may still spill them, else
+        calls :meth:`count_refused`) or the writer is closed. Pass the reservation to
+        ``submit*(admitted=rows)``, or give it back with :meth:`release`. Never blocks."""
         if self._closing.is_set():
             return False
-        return self._ledger.admit(rows, self.max_queue_rows)
+        return self._ledger.admit(rows, self.max_queue_rows, count_refusal=count_refusal)
+
+    def count_refused(self, rows: int) -> None:
+        self._ledger.count_refused(rows)
 
     def release(self, rows: int) -> None:
         """Give back an :meth:`admit` reservation whose rows will not be submitted."""
@@ -188,7 +198,7 @@ class CaptureWriter:
         ids = [record.request_id for record in kept]
         n = self._enqueue(ids, len(records) - len(kept), admitted)
         if n:
-            self._queue.put(kept if n == len(kept) else kept[:n])
+            self._intake.put(kept if n == len(kept) else kept[:n])
         return n
 
     def submit_deferred(
@@ -203,7 +213,7 @@ class CaptureWriter:
         kept = sampled_ids(request_ids, self._threshold)
         n = self._enqueue(kept, len(request_ids) - len(kept), admitted)
         if n:
-            self._queue.put(DeferredChunk(kept[:n], build, sampled=n < len(request_ids)))
+            self._intake.put(DeferredChunk(kept[:n], build, sampled=n < len(request_ids)))
         return n
 
     def _enqueue(self, ids: Sequence[str], sampled_out: int, admitted: int) -> int:
@@ -244,16 +254,18 @@ class CaptureWriter:
         self._close_deadline = deadline - min(0.25, timeout / 5)
         self._inserter.retry_now()  # one immediate attempt if the store was down
         self._closing.set()
-        self._wake()
+        self._intake.close()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         finished = not self._thread.is_alive()
         if finished:
             # A submit that raced with close() may have queued rows after the thread's last look.
-            self._drop(self._drain_queue(math.inf), "submitted during close")
+            self._drop(self._intake.drain(), "submitted during close")
         lost = ledger.dropped - dropped_before
         self._close_result = finished and lost == 0 and ledger.settled >= ledger.accepted
         self.store.unregister_writer(self)
         atexit.unregister(self._close_at_exit)
+        if self.spill is not None:
+            self.spill.close()  # what is left is drained at the next start
         unsettled = ledger.accepted - ledger.settled
         log = logger.info if self._close_result else logger.warning
         log(
@@ -271,8 +283,7 @@ class CaptureWriter:
         self.close(self._exit_flush_seconds)
 
     def _wake(self) -> None:
-        self._nudged.set()
-        self._queue.put(_WAKE)
+        self._intake.wake()
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -282,12 +293,13 @@ class CaptureWriter:
                 if self._buffer:
                     self._wait_for_retry()
                     if self._closing.is_set() and time.monotonic() >= self._close_deadline:
-                        self._drop(list(self._buffer) + self._drain_queue(math.inf), "store unreachable at close")
+                        self._drop(list(self._buffer) + self._intake.drain(), "store unreachable at close")
                         self._buffer.clear()
                         return
                     self._retry_buffer()
                     continue
-                batch = self._take_batch()
+                self._drain_spill()
+                batch = self._intake.take_batch(lambda: self._ledger.flush_waiters)
                 if batch is None:
                     return
                 if batch:
@@ -296,63 +308,22 @@ class CaptureWriter:
                 logger.exception("capture writer: unexpected error; carrying on")
                 time.sleep(0.1)
 
-    def _take_batch(self) -> list[CaptureRecord] | None:
-        """Up to batch_size rows; [] when idle; None once closing and the queue is empty."""
-        closing = self._closing.is_set()
-        try:
-            first = self._queue.get_nowait() if closing else self._queue.get(timeout=0.5)
-        except queue.Empty:
-            return None if closing else []
-        items = [] if first is _WAKE else [first]
-        rows = len(items[0]) if items else 0
-        deadline = time.monotonic() + self.max_wait_seconds
-        while rows < self.batch_size:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                # Someone waits for these rows: write what we have instead of waiting for more.
-                if self._closing.is_set() or self._ledger.flush_waiters or not items:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                # Sleep rather than block on the queue: a blocked get() would wake this thread, and
-                # take the GIL from the event loop, for every request submitted.
-                self._nudged.wait(remaining)
-                self._nudged.clear()
-                continue
-            if item is not _WAKE:
-                items.append(item)
-                rows += len(item)
-        return self._materialized(items, rows)
-
-    def _drain_queue(self, limit: float) -> list[CaptureRecord]:
-        """Whole requests off the queue until at least ``limit`` rows (or the queue is empty)."""
-        items: list = []
-        rows = 0
-        while rows < limit:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _WAKE:
-                items.append(item)
-                rows += len(item)
-        return self._materialized(items, rows)
-
-    def _materialized(self, items: list, rows: int) -> list[CaptureRecord]:
-        """Queue items as records: deferred requests are built here, in the writer thread."""
-        if rows:
-            self._ledger.taken(rows)
-        records, failed = materialize(items)
-        if failed:
-            self._ledger.settle_ids(failed, written=False, rejected=True)
-        return records
+    def _drain_spill(self) -> None:
+        """Spilled rows into the store while the writer has caught up: continuously while nothing waits,
+        one batch per loop while the rows in memory are at most half the bound."""
+        if self._drainer is None or self._buffer:
+            return
+        while self._ledger.in_memory <= self.max_queue_rows // 2 and self._drainer.step():
+            if self._ledger.queued:
+                return
 
     def _store_or_buffer(self, batch: list[CaptureRecord]) -> None:
-        size = self.batch_size
+        # A batch the builder encoded goes in whole (a slice would lose the encoding): it passes batch_size
+        # by at most the rows the builder took in its last look at the queue.
+        size = len(batch) if getattr(batch, "copy_body", None) is not None else self.batch_size
         for start in range(0, len(batch), size):
-            remainder = self._inserter.attempt(batch[start : start + size], buffered=len(self._buffer))
+            chunk = batch if len(batch) <= size else batch[start : start + size]
+            remainder = self._inserter.attempt(chunk, buffered=len(self._buffer))
             if remainder:
                 remainder = remainder + batch[start + size :]
                 room = self.buffer_max_rows - len(self._buffer)
@@ -375,7 +346,7 @@ class CaptureWriter:
     def _absorb_queue(self) -> None:
         room = self.buffer_max_rows - len(self._buffer)
         if room > 0:
-            self._buffer.extend(self._drain_queue(room))
+            self._buffer.extend(self._intake.drain(room))
 
     def _retry_buffer(self) -> None:
         while self._buffer:
