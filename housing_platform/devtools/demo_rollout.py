@@ -155,7 +155,8 @@ def run_rollback_scenario(settings, defs, instance, registry) -> tuple[bool, lis
         print(f"\n=== R4. sensor {ROLLBACK_SENSOR} ticks ===")
         started = time.monotonic()
         sensor = defs.resolve_sensor_def(ROLLBACK_SENSOR)
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            tick = sensor.evaluate_tick(context)
         now = registry.champion()
         print(f"{ROLLBACK_SENSOR}: " + (tick.skip_message or f"rolled back: champion is v{now.version}"))
         if now.version != good.version:
