@@ -57,5 +57,5 @@ clean: ## remove the state folder (keeps .venv)
 	rm -rf $(HOUSING_HOME)
 
 .PHONY: screenshots
-screenshots: install ## refresh docs/images/*.png (the tour) with headless Chromium, as the browser tests do
+screenshots: install ## refresh docs/images/*.png (the tour, the analyst's guide) with headless Chromium, as the browser tests do
 	$(BIN)/python scripts/screenshots.py --output docs/images

@@ -48,7 +48,6 @@ Sampling (speed on large days)
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +65,9 @@ from housing_platform.core.drift_evidently import (  # TABLE_COLUMNS: the column
     typed_table,
 )
 from housing_platform.core.drift_noise_floor import FLOOR_KINDS, noise_floors
+from housing_platform.core.drift_report_html import evidently_headline, write_drift_html
 from housing_platform.core.drift_rules import Judgement, judge, nothing_judged
+from housing_platform.core.drift_verdict import DriftVerdict, drift_verdict
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_FEATURE_COLUMNS
 
 VERDICT_DRIFT = "drift"
@@ -146,6 +147,7 @@ class DriftResult:
     key_feature_drift: list[str]
     severe_feature_drift: list[str]  # features at or above their severe threshold
     severe_thresholds: dict[str, float]  # per feature judged by the severe rule
+    noise_floors: dict[str, float]  # per column with a known floor: the distance sampling noise alone reaches
     prediction_drift: bool | None  # None when no prediction column was given or nothing was computed
     rules_fired: list[str]  # drift_rules.RULES that failed the check; empty when it passed
     reference_rows: int
@@ -178,6 +180,7 @@ class DriftResult:
             "config": self.config.model_dump(mode="json"),
             "table": [
                 {"column": column, "method": method, "score": score, "threshold": threshold,
+                 "noise_floor": self.noise_floors.get(column),
                  "severe_threshold": self.severe_thresholds.get(column), "drifted": drifted}
                 for column, method, score, threshold, drifted in zip(
                     self.table["column"],
@@ -189,25 +192,32 @@ class DriftResult:
             ],
         }
 
-    def write_reports(self, html_path: str | Path, json_path: str | Path) -> tuple[Path, Path]:
-        """Write Evidently's HTML report and its JSON (metrics and tests) plus our verdict.
+    def platform_verdict(self) -> DriftVerdict:
+        """The platform's verdict in words (:mod:`~housing_platform.core.drift_verdict`): the HTML's head and
+        the asset's Markdown metadata."""
+        return drift_verdict(self.summary())
 
-        The JSON is Evidently's ``Snapshot.dict()`` (keys ``metrics`` and ``tests``) with one more key,
+    def write_reports(self, html_path: str | Path, json_path: str | Path) -> tuple[Path, Path]:
+        """Write the day's HTML (the platform's verdict, then Evidently's detail) and its JSON.
+
+        The HTML is :func:`~housing_platform.core.drift_report_html.write_drift_html`: small (Evidently's
+        viewer is shared beside it in ``js/``) and opening with :meth:`platform_verdict`. The JSON keeps the full
+        metrics: Evidently's ``Snapshot.dict()`` (keys ``metrics`` and ``tests``) with one more key,
         ``housing_platform_drift``, holding :meth:`summary`. With insufficient data there is no
-        snapshot: the HTML is a short page stating the verdict and the JSON has empty ``metrics`` and
-        ``tests``. Parent folders are created.
+        snapshot: the HTML states the verdict only and the JSON has empty ``metrics`` and ``tests``.
+        Parent folders are created.
         """
         html_path, json_path = Path(html_path), Path(json_path)
         for path in (html_path, json_path):
             path.parent.mkdir(parents=True, exist_ok=True)
+        summary = self.summary()
+        verdict = drift_verdict(summary)
+        write_drift_html(html_path, verdict, self.snapshot, evidently_headline(summary, verdict))
         if self.snapshot is not None:
-            # Snapshot.save_html silently writes nothing unless given a str (it accepts IO objects too).
-            self.snapshot.save_html(str(html_path))
             payload = json.loads(self.snapshot.json())  # Evidently's own encoder (enums, numpy values)
         else:
-            html_path.write_text(_insufficient_data_html(self), encoding="utf-8")
             payload = {"metrics": [], "tests": []}
-        payload[JSON_SUMMARY_KEY] = self.summary()
+        payload[JSON_SUMMARY_KEY] = summary
         json_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
         return html_path, json_path
 
@@ -251,7 +261,7 @@ def compute_drift(
     reference_sample = _prepare(_sample(reference, config.max_rows, (config.seed, 1)), columns, prediction_column)
     current_sample = _prepare(_sample(current, config.max_rows, (config.seed, 0)), columns, prediction_column)
     methods = _methods(columns, config)
-    thresholds = _thresholds(reference_sample, current_sample, methods, config)
+    thresholds, floors = _thresholds(reference_sample, current_sample, methods, config)
     snapshot = run_evidently_report(
         reference_sample, current_sample, methods, thresholds, config.drift_share, prediction_column
     )
@@ -270,6 +280,7 @@ def compute_drift(
         reason=judgement.reason,
         table=table,
         **_judged(judgement),
+        noise_floors=floors,
         reference_rows=len(reference),
         current_rows=len(current),
         compared_reference_rows=len(reference_sample),
@@ -316,8 +327,8 @@ def _thresholds(
     current: pd.DataFrame,
     methods: dict[str, str],
     config: DriftConfig,
-) -> dict[str, float]:
-    """The configured threshold of each column, raised to its noise floor at the current sample size.
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The configured threshold of each column, raised to its noise floor at the current sample size; and the floors.
 
     A distance between two finite samples of one distribution is not zero: for the normed Wasserstein
     distance it is about 0.19 at the 99th percentile for 200 current rows against 5,000 reference rows,
@@ -334,7 +345,7 @@ def _thresholds(
 
     thresholds = {column: configured(column) for column in methods}
     if config.noise_floor_quantile is None:
-        return thresholds
+        return thresholds, {}
     kinds = {}
     for column, method in methods.items():
         kind = FLOOR_KINDS.get((column == CATEGORICAL_COLUMN, method))
@@ -343,9 +354,10 @@ def _thresholds(
     floors = noise_floors(
         reference, current, kinds, seed=config.seed, draws=config.noise_floor_draws, quantile=config.noise_floor_quantile
     )
+    floors = {column: round(floor, 4) for column, floor in floors.items()}
     for column, floor in floors.items():
-        thresholds[column] = max(thresholds[column], round(floor, 4))
-    return thresholds
+        thresholds[column] = max(thresholds[column], floor)
+    return thresholds, floors
 
 
 def _judged(judgement: Judgement) -> dict[str, Any]:
@@ -365,6 +377,7 @@ def _insufficient_data(reference_rows: int, current_rows: int, config: DriftConf
         ),
         table=typed_table([]),
         **_judged(nothing_judged()),
+        noise_floors={},
         reference_rows=reference_rows,
         current_rows=current_rows,
         compared_reference_rows=0,
@@ -372,12 +385,3 @@ def _insufficient_data(reference_rows: int, current_rows: int, config: DriftConf
         config=config,
         snapshot=None,
     )
-
-
-def _insufficient_data_html(result: DriftResult) -> str:
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Drift report: insufficient data</title>"
-        "</head><body>\n<h1>Drift report: insufficient data</h1>\n"
-        f"<p>{html.escape(result.reason)}.</p>\n</body></html>\n"
-    )
-

@@ -87,6 +87,7 @@ ASSET_SOURCES: dict[str, tuple[str, ...]] = {
     "challenger_comparison": ("defs.rollout.assets", "defs.rollout.checks", "defs.rollout.evidence", "core.rollout",
                               "adapters.alias_moves", "adapters.mlflow_registry"),
     "alias_history": ("defs.rollout.assets", "adapters.alias_moves", "adapters.mlflow_registry"),
+    "drift_history": ("defs.monitoring.history", "core.drift_history", "core.drift", "adapters.mlflow_registry"),
 }
 
 

@@ -29,6 +29,7 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     from housing_platform.defs.ingestion import assets as ingestion
     from housing_platform.defs.labels import assets as labels
     from housing_platform.defs.monitoring import assets as monitoring
+    from housing_platform.defs.monitoring import history as monitoring_history
     from housing_platform.defs.registry import assets as registry
     from housing_platform.defs.resources import executor_for_environment, resources_for_profile
     from housing_platform.defs.rollout import assets as rollout
@@ -42,17 +43,17 @@ def build_definitions(settings: HousingSettings | None = None) -> dg.Definitions
     # One resource set per environment (embedded or production), chosen by HOUSING_PROFILE.
     resources = resources_for_profile(settings)
 
-    asset_modules = [ingestion, labels, training, golden, registry, serving, monitoring, rollout]
+    asset_modules = [ingestion, labels, training, golden, registry, serving, monitoring, monitoring_history, rollout]
     return dg.Definitions(
         # load_assets_from_modules skips plain AssetSpecs, so the live endpoint is listed explicitly.
         assets=[*dg.load_assets_from_modules(asset_modules), serving.live_endpoint_captures],
         # Checks evaluated by their asset (the data gate, drift, live quality) come with the asset's
         # check specs; the separate ones (the promotion gate, the live endpoint) are loaded from the checks modules.
         asset_checks=dg.load_asset_checks_from_modules([training_checks, serving_checks]),
-        jobs=[jobs.retraining_job, jobs.monitoring_job, alias_history_job],
+        jobs=[jobs.retraining_job, jobs.monitoring_job, jobs.drift_history_job, alias_history_job],
         # The sensor follows the retraining policy of the settings these definitions are built from.
         sensors=[sensors.retraining_sensor(settings.retraining), rollback_on_live_quality],
-        schedules=[schedules.hourly_monitoring],
+        schedules=[schedules.hourly_monitoring, schedules.hourly_drift_history],
         resources=resources,
         # One process for the whole run: TensorFlow's import and the code location are paid once,
         # not once per step as with the multiprocess executor (dagster-io/dagster#25780).

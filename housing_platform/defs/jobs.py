@@ -1,9 +1,10 @@
-"""The two jobs automation launches: retraining (from the sensor) and monitoring (from the schedule)."""
+"""The jobs automation launches: retraining (from the sensor), monitoring and the drift history (schedules)."""
 
 import dagster as dg
 
 RETRAINING_JOB = "retraining_job"
 MONITORING_JOB = "monitoring_job"
+DRIFT_HISTORY_JOB = "drift_history_job"
 
 # training_data → housing_splits → fitted_transformer → trained_model → evaluation_report (gate)
 # → registered_model_version. The gate's blocking checks still decide whether the champion moves.
@@ -20,6 +21,12 @@ retraining_job = dg.define_asset_job(
 )
 monitoring_job = dg.define_asset_job(
     MONITORING_JOB,
-    selection=dg.AssetSelection.groups("monitoring"),
+    # drift_history spans days (unpartitioned), so it has a job of its own.
+    selection=dg.AssetSelection.groups("monitoring") - dg.AssetSelection.assets("drift_history"),
     description="Read a day's captures, compute drift and live quality.",
+)
+drift_history_job = dg.define_asset_job(
+    DRIFT_HISTORY_JOB,
+    selection=dg.AssetSelection.assets("drift_history"),
+    description="Redraw the drift history of the last days with what followed each failed day.",
 )

@@ -8,6 +8,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from housing_platform.core.numbers import (  # the kinds are re-exported: defs name them from here
+    COUNT,
+    DOLLARS,  # noqa: F401
+    MILLISECONDS,  # noqa: F401
+    SCORE,  # noqa: F401
+    SECONDS,  # noqa: F401
+    SHARE,  # noqa: F401
+    for_people,
+)
 from housing_platform.core.schema import ALL_COLUMNS, column_rules
 
 PREVIEW_ROWS = 10
@@ -58,3 +67,26 @@ def png_markdown(paths: dict[str, Path]) -> dg.MetadataValue:
         encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         parts.append(f"### {title}\n\n![{title}](data:image/png;base64,{encoded})\n")
     return dg.MetadataValue.md("\n".join(parts))
+
+
+# --- numbers for people ------------------------------------------------------------------------------------
+# What a number *is* decides how a person reads it (core.numbers renders each kind once); the raw value
+# stays beside it (``<key>_raw``) for tools and for Dagster's plots of numeric metadata over partitions.
+RAW_SUFFIX = "_raw"
+
+
+def number_metadata(key: str, value: float | int | None, kind: str) -> dict[str, dg.MetadataValue]:
+    """``{key: text for people, key_raw: the number}``; the raw entry is left out when there is no number."""
+    entries = {key: dg.MetadataValue.text(for_people(value, kind))}
+    if value is not None and value == value:
+        raw = dg.MetadataValue.int(int(value)) if kind == COUNT else dg.MetadataValue.float(float(value))
+        entries[key + RAW_SUFFIX] = raw
+    return entries
+
+
+def numbers_metadata(entries: dict[str, tuple[float | int | None, str]]) -> dict[str, dg.MetadataValue]:
+    """:func:`number_metadata` for several ``{key: (value, kind)}`` at once."""
+    out: dict[str, dg.MetadataValue] = {}
+    for key, (value, kind) in entries.items():
+        out.update(number_metadata(key, value, kind))
+    return out

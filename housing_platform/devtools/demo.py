@@ -250,6 +250,8 @@ def run_demo(scenario: str = "loop") -> int:
 
             print("\n=== 5. sensor tick → retraining → gate ===")
             closed, verdict = _retrain_and_swap(defs, instance, registry, server, story, settings)
+            history = loop.draw_history(defs, instance, run_config=QUIET_LOGS)
+            story.append("drift history drawn" if history.success else "drift history FAILED to draw")
 
         partition = today_partition_key()
         drift_html = settings.reports_dir / "drift" / f"{partition}.html"
@@ -259,6 +261,7 @@ def run_demo(scenario: str = "loop") -> int:
             print(f"  {number}. {line}")
         print("\nwhere to look:")
         print(f"  drift report (HTML) {drift_html}")
+        print(f"  drift history       {settings.reports_dir / 'drift_history.html'}")
         print(f"  state folder        {settings.home}")
         print("  Dagster UI          `make dev` → http://127.0.0.1:3000 (lineage, checks, runs)")
         print("  MLflow UI           `make mlflow-ui` → http://127.0.0.1:5000 (runs, registry, drift reports)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from housing_platform.defs.jobs import MONITORING_JOB, RETRAINING_JOB
+from housing_platform.defs.jobs import DRIFT_HISTORY_JOB, MONITORING_JOB, RETRAINING_JOB
 from housing_platform.defs.monitoring.partitions import today_partition_key
 from housing_platform.defs.sensors import SENSOR_NAME
 
@@ -62,6 +62,14 @@ def monitor(defs: dg.Definitions, instance: dg.DagsterInstance, partition_key: s
         run_config=run_config or {},
         raise_on_error=False,
         tags={"housing_platform/trigger": "loop"},
+    )
+
+
+def draw_history(defs: dg.Definitions, instance: dg.DagsterInstance,
+                 run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize drift_history: the last days of drift and what followed each failed day."""
+    return defs.resolve_job_def(DRIFT_HISTORY_JOB).execute_in_process(
+        instance=instance, run_config=run_config or {}, raise_on_error=False, tags={"housing_platform/trigger": "loop"}
     )
 
 

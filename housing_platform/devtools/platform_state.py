@@ -65,6 +65,10 @@ class PlatformState:
     def drift_html(self) -> Path:
         return self.settings.reports_dir / "drift" / f"{self.partition_key}.html"
 
+    @property
+    def drift_history_html(self) -> Path:
+        return self.settings.reports_dir / "drift_history.html"
+
 
 def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_ROWS) -> PlatformState:
     """Train (3 epochs) and register, serve shifted traffic with feedback, and monitor today.
@@ -101,6 +105,7 @@ def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_
         mark = time.perf_counter()
         partition_key = today_partition_key()
         monitored = loop.monitor(defs, instance, partition_key, run_config=QUIET_LOGS)
+        loop.draw_history(defs, instance, run_config=QUIET_LOGS)
         seconds["monitor"] = time.perf_counter() - mark
 
         checks: dict[str, dict[str, bool]] = {}
@@ -124,3 +129,20 @@ def build_platform_state(settings: HousingSettings, traffic_rows: int = TRAFFIC_
     )
 
 
+
+
+def existing_platform_state(settings: HousingSettings, partition_key: str | None = None) -> PlatformState:
+    """A :class:`PlatformState` describing a state folder built elsewhere (e.g. by `make demo`), unchanged.
+
+    Used to screenshot the analyst's pages on a state whose loop closed (drift → retraining → new
+    champion), which :func:`build_platform_state` does not go through. Check results and the drift
+    table are not read back: pages that need them are not taken from such a state.
+    """
+    from housing_platform.defs.definitions import build_definitions
+    from housing_platform.defs.monitoring.partitions import today_partition_key
+
+    graph = build_definitions(settings).resolve_asset_graph()
+    keys = sorted(key.to_user_string() for key in graph.get_all_asset_keys())
+    groups = sorted({graph.get(key).group_name for key in graph.get_all_asset_keys()})
+    return PlatformState(settings=settings, partition_key=partition_key or today_partition_key(), asset_keys=keys,
+                         group_names=groups, checks={}, evaluation_rmse=float("nan"), drift_table=[])

@@ -183,15 +183,35 @@ class Tour:
         self.page.get_by_text("Evaluation result", exact=True).first.wait_for()
         return self.page.inner_text("body")
 
+    def drift_metadata(self):
+        """The drift report's overview, its `platform_verdict` metadata opened: the same words as the HTML."""
+        self.asset("drift_report", text="platform_verdict")
+        return self.markdown_metadata("platform_verdict")
+
     def profile_plots(self):
         self.asset("housing_data_profile", text="statistics")
         return self.markdown_metadata("plots")
 
     def drift_html(self) -> None:
-        """The Evidently HTML report of the day, opened from disk, scrolled to the per-column table."""
-        self._open(self.state.drift_html.as_uri(), "Data Drift Summary")
+        """The day's drift HTML, opened from disk: the platform's verdict first, then Evidently's per-column table."""
+        self.drift_page(self.state.drift_html)
         self.page.get_by_text("Drift Score", exact=True).first.wait_for()
-        self.page.get_by_text("Dataset Drift", exact=True).first.scroll_into_view_if_needed()
+        self.page.locator("#platform-verdict").scroll_into_view_if_needed()
+
+    def drift_page(self, path: Path) -> str:
+        """Open a drift HTML page from disk and return its first heading (the platform's verdict)."""
+        self._open(path.as_uri(), "Data Drift Summary")
+        return self.page.locator("h1").first.inner_text()
+
+    def drift_history_html(self) -> None:
+        """The standalone drift history page: the figure, then the days with what followed each failed one."""
+        self._open(self.state.drift_history_html.as_uri(), "what followed")
+        self.page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+
+    def drift_history(self):
+        """`drift_history` in the UI: its image of the last days, opened from the metadata."""
+        self.asset("drift_history", text="failed_days")
+        return self.markdown_metadata("history")
 
     def screenshot(self, directory: Path, name: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -210,13 +230,20 @@ TOUR_STOPS = (
     ("06-drift-report-html", "drift_html"),
     ("07-data-profile", "profile_plots"),
 )
+# The analyst's guide (docs/analyst-guide.md): `scripts/screenshots.py --analyst` writes docs/images/<name>.png.
+ANALYST_STOPS = (
+    ("analyst-01-day-verdict", "drift_html"),
+    ("analyst-02-drift-metadata", "drift_metadata"),
+    ("analyst-03-history-ui", "drift_history"),
+    ("analyst-04-history-page", "drift_history_html"),
+)
 
 
-def take_tour(page, base_url: str, state: PlatformState, directory: Path) -> list[Path]:
-    """Open every page of the tour in order and save a screenshot of each into ``directory``."""
+def take_tour(page, base_url: str, state: PlatformState, directory: Path, stops=TOUR_STOPS) -> list[Path]:
+    """Open every page of the tour (or of ``stops``) in order and save a screenshot of each into ``directory``."""
     tour = Tour(page, base_url, state)
     paths = []
-    for name, stop in TOUR_STOPS:
+    for name, stop in stops:
         getattr(tour, stop)()
         paths.append(tour.screenshot(directory, name))
         if page.get_by_role("dialog").count():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from housing_platform.core.model_gate import GATE_CHECKS
+from housing_platform.core.numbers import DOLLARS, for_people
 from housing_platform.devtools.platform_state import PlatformState
 from housing_platform.devtools.ui_tour import PageLog, Tour, check_statuses, chromium_executable, graph_label_matches
 
@@ -51,7 +52,9 @@ def test_evaluation_report_page_shows_metrics_and_comparison(
 
     page = tour.page
     rmse_row = page.locator("tr").filter(has=page.get_by_text("rmse", exact=True)).first
-    assert repr(platform_state.evaluation_rmse) in rmse_row.inner_text()
+    assert for_people(platform_state.evaluation_rmse, DOLLARS) in rmse_row.inner_text()  # "$43,640.65"
+    raw_row = page.locator("tr").filter(has=page.get_by_text("rmse_raw", exact=True)).first
+    assert repr(platform_state.evaluation_rmse) in raw_row.inner_text()
     for metric in ("mae", "r2", "mape", "linear_baseline_rmse", "test_rows"):
         assert page.get_by_text(metric, exact=True).count() >= 1, metric
     comparison = page.locator("tr").filter(has=page.get_by_text("comparison", exact=True)).first

@@ -21,7 +21,7 @@ from housing_platform.defs.code_versions import ASSET_SOURCES, PACKAGE_ROOT, ass
 from housing_platform.defs.definitions import build_definitions
 from housing_platform.defs.ingestion.config import ValidationGateConfig
 from housing_platform.defs.labels.config import LabelGateConfig
-from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
+from housing_platform.defs.monitoring.config import DriftHistoryConfig, DriftReportConfig, LivePerformanceConfig
 from housing_platform.defs.registry.assets import RegistrationConfig
 from housing_platform.defs.rollout.config import ChallengerComparisonConfig
 from housing_platform.defs.serving.assets import BatchScoringConfig
@@ -38,6 +38,7 @@ RUN_CONFIG = {
     "drift_report": DriftReportConfig,
     "live_model_performance": LivePerformanceConfig,
     "challenger_comparison": ChallengerComparisonConfig,
+    "drift_history": DriftHistoryConfig,
 }
 # Versions are per module: an asset depends on `core/features.py` when a module it uses imports it,
 # directly or not. The ingestion gate, the split and the drift report (which compares stored rows and
@@ -46,7 +47,7 @@ RUN_CONFIG = {
 # Assets whose computation never runs core/features.py (live quality reads core/metrics.py, not
 # core/evaluation.py, so the monitoring and training-data assets are not among the feature's users).
 FEATURE_FREE = {
-    "raw_housing_data", "validated_housing_data", "housing_splits", "drift_report",
+    "raw_housing_data", "validated_housing_data", "housing_splits", "drift_report", "drift_history",
     "training_data", "inference_log", "live_model_performance",
     # The label gate scores with the registered champion (its own files), not with this checkout's features.
     "labelled_traffic",

@@ -38,6 +38,7 @@ EXPECTED_GRAPH = {
     "live_model_performance": ("monitoring", {"inference_log"}),
     "challenger_comparison": ("monitoring", {"live_endpoint_captures"}),
     "alias_history": ("registry", {"registered_model_version"}),
+    "drift_history": ("monitoring", {"drift_report", "live_model_performance"}),
 }
 EXPECTED_CHECKS = {
     "validated_housing_data": {
@@ -72,6 +73,7 @@ EXPECTED_JOBS = {
     },
     "monitoring_job": {"inference_log", "drift_report", "live_model_performance", "challenger_comparison"},
     "alias_history_job": {"alias_history"},
+    "drift_history_job": {"drift_history"},
 }
 
 
@@ -160,7 +162,8 @@ def test_the_sensor_launches_retraining_and_the_schedule_monitoring(defs: dg.Def
     assert [(s.name, s.job_name) for s in defs.sensors] == [("retrain_on_drift", "retraining_job"),
                                                             ("rollback_on_live_quality", "alias_history_job")]
     assert [(s.name, s.job_name, s.cron_schedule) for s in defs.schedules] == [
-        ("hourly_monitoring", "monitoring_job", "0 * * * *")
+        ("hourly_monitoring", "monitoring_job", "0 * * * *"),
+        ("hourly_drift_history", "drift_history_job", "15 * * * *"),
     ]
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in defs.schedules)

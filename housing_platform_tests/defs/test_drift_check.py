@@ -129,3 +129,35 @@ def test_a_new_drift_default_reaches_the_run_config_and_the_check_description(na
     assert "severe drift of any single feature (score ≥ 3× its threshold) or drift of the prediction" in (
         drift_check_description()
     )
+
+
+def test_drift_history_reads_the_days_verdict_and_says_no_run_answered_it(platform) -> None:
+    """drift_history marks the day `no_feature_drift` failed (read from its JSON report) on a real registry."""
+    from housing_platform.defs.monitoring.config import DriftHistoryConfig
+    from housing_platform.defs.monitoring.history import drift_history
+    from housing_platform.defs.monitoring.partitions import today_partition_key
+
+    resources, held_out, version = platform
+    today = today_partition_key()  # the history ends today
+    traffic = with_prediction(held_out.sample(1_000, random_state=3).reset_index(drop=True))
+    traffic = traffic.assign(median_income=traffic["median_income"] * 1.5)
+
+    @dg.asset(name="inference_log", partitions_def=daily_partitions)
+    def day_of_traffic() -> pd.DataFrame:
+        return traffic.assign(model_version=version)
+
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([day_of_traffic, drift_report], partition_key=today, resources=resources,
+                              instance=instance).success
+        result = dg.materialize(
+            [drift_history], resources=resources, instance=instance,
+            run_config={"ops": {"drift_history": {"config": DriftHistoryConfig(days=2).model_dump()}}},
+            selection=[drift_history],
+        )
+    assert result.success
+    metadata = {key: value.value for key, value in result.asset_materializations_for_node("drift_history")[0].metadata.items()}
+    assert metadata["failed_day_count"] == "1" and metadata["days_with_report"] == "1" and metadata["days"] == "2"
+    assert f"| {today} | key_feature" in metadata["failed_days"] and "no retraining run answered it" in metadata["failed_days"]
+    assert metadata["serving_now"] == f"version {version} (champion)"
+    page = (resources["housing_state"].settings.reports_dir / "drift_history.html").read_text(encoding="utf-8")
+    assert f"<tr class='failed' data-day='{today}'>" in page

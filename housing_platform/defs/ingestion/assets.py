@@ -22,7 +22,15 @@ from housing_platform.core.validation import (
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.ingestion.checks import validation_check_specs
 from housing_platform.defs.ingestion.config import ValidationGateConfig
-from housing_platform.defs.metadata import column_schema_metadata, markdown_table
+from housing_platform.defs.metadata import (
+    DOLLARS,
+    SCORE,
+    SHARE,
+    column_schema_metadata,
+    markdown_table,
+    number_metadata,
+    numbers_metadata,
+)
 from housing_platform.defs.resources import HousingStateResource
 
 GROUP = "ingestion"
@@ -134,7 +142,7 @@ def validated_housing_data(
         metadata={
             "row_count": dg.MetadataValue.int(len(outcome.valid)),
             "quarantined_rows": dg.MetadataValue.int(len(outcome.quarantine)),
-            "quarantine_share": dg.MetadataValue.float(outcome.quarantine_share),
+            **number_metadata("quarantine_share", outcome.quarantine_share, SHARE),
             "quarantine_path": dg.MetadataValue.path(str(quarantine_path)) if quarantine_path else "none",
             "failed_rules": markdown_table(outcome.summary, rows=50) if len(outcome.summary) else "none",
             "quarantine_preview": markdown_table(outcome.quarantine) if len(outcome.quarantine) else "none",
@@ -190,10 +198,12 @@ def housing_data_profile(
             "profiled_rows": dg.MetadataValue.int(len(validated_housing_data)),
             "column_count": dg.MetadataValue.int(validated_housing_data.shape[1]),
             "null_cells": dg.MetadataValue.int(int(statistics["nulls"].sum())),
-            "target_mean": dg.MetadataValue.float(float(validated_housing_data["median_house_value"].mean())),
-            "target_median": dg.MetadataValue.float(float(validated_housing_data["median_house_value"].median())),
+            **numbers_metadata({
+                "target_mean": (float(validated_housing_data["median_house_value"].mean()), DOLLARS),
+                "target_median": (float(validated_housing_data["median_house_value"].median()), DOLLARS),
+            }),
             "strongest_feature": str(strongest["feature"]) if strongest is not None else "none",
-            "strongest_pearson": dg.MetadataValue.float(float(strongest["pearson"]) if strongest is not None else float("nan")),
+            **number_metadata("strongest_pearson", float(strongest["pearson"]) if strongest is not None else None, SCORE),
             "statistics": markdown_table(statistics, rows=50),
             "target_correlations": markdown_table(correlations, rows=50, floatfmt="+.3f"),
             "plots": png_markdown(

@@ -13,7 +13,15 @@ import pandas as pd
 from housing_platform.core import drift
 from housing_platform.core import live_quality as monitoring
 from housing_platform.defs.code_versions import asset_code_version
-from housing_platform.defs.metadata import column_schema_metadata, markdown_table
+from housing_platform.defs.metadata import (
+    COUNT,
+    DOLLARS,
+    MILLISECONDS,
+    SHARE,
+    column_schema_metadata,
+    markdown_table,
+    numbers_metadata,
+)
 from housing_platform.defs.monitoring.checks import DRIFT_CHECK, QUALITY_CHECK, drift_check_spec, quality_check_spec
 from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
 from housing_platform.defs.monitoring.partitions import daily_partitions, day_window
@@ -60,12 +68,14 @@ def inference_log(context: dg.AssetExecutionContext, capture_store: CaptureStore
     return dg.Output(
         stored,
         metadata={
-            "row_count": dg.MetadataValue.int(len(frame)),
-            "labelled_rows": dg.MetadataValue.int(labelled),
-            "latency_p50_ms": dg.MetadataValue.float(latency["p50"]),
-            "latency_p95_ms": dg.MetadataValue.float(latency["p95"]),
-            "latency_p99_ms": dg.MetadataValue.float(latency["p99"]),
-            "out_of_range_share": dg.MetadataValue.float(monitoring.out_of_range_share(frame)),
+            **numbers_metadata({
+                "row_count": (len(frame), COUNT),
+                "labelled_rows": (labelled, COUNT),
+                "latency_p50_ms": (latency["p50"], MILLISECONDS),
+                "latency_p95_ms": (latency["p95"], MILLISECONDS),
+                "latency_p99_ms": (latency["p99"], MILLISECONDS),
+                "out_of_range_share": (monitoring.out_of_range_share(frame), SHARE),
+            }),
             "model_versions": ", ".join(versions) or "none",
             "preview": markdown_table(stored) if len(stored) else "no traffic",
             **column_schema_metadata(stored),
@@ -147,15 +157,15 @@ def drift_report(
     yield dg.Output(
         pd.DataFrame(table, columns=list(drift.TABLE_COLUMNS)),
         metadata={
+            "platform_verdict": dg.MetadataValue.md(result.platform_verdict().to_markdown()),
             "verdict": result.verdict,
             "reason": result.reason,
             "rules_fired": ", ".join(result.rules_fired) or "none",
             "dataset_drift": result.dataset_drift,
-            "drifted_share": dg.MetadataValue.float(result.drifted_share),
+            **numbers_metadata({"drifted_share": (result.drifted_share, SHARE), "current_rows": (result.current_rows, COUNT)}),
             "drifted_columns": ", ".join(result.drifted_columns) or "none",
-            "current_rows": dg.MetadataValue.int(result.current_rows),
             "reference_model_version": str(version),
-            "drift_table": markdown_table(result.table, rows=20, floatfmt=".4f") if len(result.table) else "not computed",
+            "drift_table": markdown_table(result.table, rows=20, floatfmt=".3f") if len(result.table) else "not computed",
             "html_report": dg.MetadataValue.url(html_path.as_uri()),
             "html_report_path": dg.MetadataValue.path(str(html_path)),
             "json_report_path": dg.MetadataValue.path(str(json_path)),
@@ -175,10 +185,9 @@ def drift_report(
             "key_feature_drift": ", ".join(result.key_feature_drift) or "none",
             "severe_feature_drift": ", ".join(result.severe_feature_drift) or "none",
             "prediction_drift": "not compared" if result.prediction_drift is None else str(result.prediction_drift),
-            "drifted_share": dg.MetadataValue.float(result.drifted_share),
+            **numbers_metadata({"drifted_share": (result.drifted_share, SHARE), "current_rows": (result.current_rows, COUNT)}),
             "scores": dg.MetadataValue.json(scores),
             "severe_thresholds": dg.MetadataValue.json(result.severe_thresholds),
-            "current_rows": dg.MetadataValue.int(result.current_rows),
         },
     )
 
@@ -223,9 +232,11 @@ def live_model_performance(
     yield dg.Output(
         performance,
         metadata={
-            "labelled_rows": dg.MetadataValue.int(labelled),
-            "live_rmse": dg.MetadataValue.float(float(overall["rmse"].iloc[0]) if len(overall) else float("nan")),
-            "live_mae": dg.MetadataValue.float(float(overall["mae"].iloc[0]) if len(overall) else float("nan")),
+            **numbers_metadata({
+                "labelled_rows": (labelled, COUNT),
+                "live_rmse": (float(overall["rmse"].iloc[0]) if len(overall) else None, DOLLARS),
+                "live_mae": (float(overall["mae"].iloc[0]) if len(overall) else None, DOLLARS),
+            }),
             "per_version": markdown_table(performance, rows=20, floatfmt=",.2f") if len(performance) else "no traffic",
             **column_schema_metadata(performance),
         },
@@ -238,7 +249,7 @@ def live_model_performance(
         metadata={
             "degraded_versions": ", ".join(verdict.degraded_versions) or "none",
             "judged_versions": ", ".join(verdict.judged_versions) or "none",
-            "labelled_rows": dg.MetadataValue.int(labelled),
+            **numbers_metadata({"labelled_rows": (labelled, COUNT)}),
             "rmse_by_version": dg.MetadataValue.json(
                 {r.model_version: r.rmse for r in performance.itertuples() if r.rmse == r.rmse}
             ),

@@ -8,13 +8,14 @@ from the run-config defaults, so they state the limits the code applies.
 
 import dagster as dg
 
+from housing_platform.core.drift_verdict import CHECK_NAME
 from housing_platform.core.live_quality import QualityLimits
 from housing_platform.defs.monitoring.config import DriftReportConfig, LivePerformanceConfig
 from housing_platform.defs.monitoring.partitions import daily_partitions
 
 DRIFT_ASSET = "drift_report"
 QUALITY_ASSET = "live_model_performance"
-DRIFT_CHECK = "no_feature_drift"
+DRIFT_CHECK = CHECK_NAME  # "no_feature_drift", named where the verdict is worded (core.drift_verdict)
 QUALITY_CHECK = "no_quality_degradation"
 # What the sensor watches: failures of these launch `retraining_job`.
 WATCHED_CHECKS = (

@@ -1,6 +1,7 @@
-"""Run config of the monitoring assets: drift thresholds and the live-quality tolerance."""
+"""Run config of the monitoring assets: drift thresholds, the live-quality tolerance and the history's span."""
 
 import dagster as dg
+from pydantic import Field
 
 from housing_platform.core.drift import DriftConfig
 from housing_platform.core.live_quality import QualityLimits
@@ -39,3 +40,12 @@ class LivePerformanceConfig(dg.Config):
 
     tolerance: float = field_from(QualityLimits, "tolerance")
     min_labelled_rows: int = field_from(QualityLimits, "min_labelled_rows")
+
+
+class DriftHistoryConfig(dg.Config):
+    """How far back `drift_history` looks, and where its links to Dagster runs point."""
+
+    days: int = Field(30, ge=1, le=366, description="Days shown, ending today (UTC).")
+    dagster_ui_url: str = Field(
+        "http://127.0.0.1:3000", description="Base of the links to retraining runs (the `make dev` webserver)."
+    )

@@ -33,6 +33,7 @@ from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.config_fields import field_from
+from housing_platform.defs.metadata import DOLLARS, number_metadata
 from housing_platform.defs.registry.checks import (
     fast_path_check_result,
     fast_path_check_spec,
@@ -215,7 +216,7 @@ def registered_model_version(
             "rollout": config.rollout,
             "fast_path_verified": verdict.passed,
             f"{PREVIOUS_ALIAS}_version": previous.version if previous else "none",
-            "test_rmse": dg.MetadataValue.float(metrics["rmse"]),
+            **number_metadata("test_rmse", metrics["rmse"], DOLLARS),
             "mlflow_version_page": dg.MetadataValue.url(registry.version_url(version.version)),
             "mlflow_run": dg.MetadataValue.url(registry.run_url(version.run_id)),
             "git_commit": tags["git_commit"],

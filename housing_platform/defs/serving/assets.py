@@ -10,7 +10,13 @@ from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS
 from housing_platform.adapters.model_uri import ModelReference, resolve_version
 from housing_platform.core.schema import FEATURE_COLUMNS
 from housing_platform.defs.code_versions import asset_code_version
-from housing_platform.defs.metadata import markdown_table
+from housing_platform.defs.metadata import (
+    COUNT,
+    DOLLARS,
+    SECONDS,
+    markdown_table,
+    numbers_metadata,
+)
 from housing_platform.defs.registry import assets as registry_assets
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.scoring.batch import (
@@ -129,12 +135,14 @@ def batch_predictions(
             "scored_rows": dg.MetadataValue.int(scored_rows),
             "rejected_rows": dg.MetadataValue.int(rejected),
             "out_of_training_range_rows": dg.MetadataValue.int(flagged),
-            "prediction_p5": dg.MetadataValue.float(float(quantiles[0])),
-            "prediction_median": dg.MetadataValue.float(float(quantiles[1])),
-            "prediction_p95": dg.MetadataValue.float(float(quantiles[2])),
-            "model_load_seconds": dg.MetadataValue.float(load_seconds),
-            "scoring_seconds": dg.MetadataValue.float(score_seconds),
-            "rows_per_second": dg.MetadataValue.float(len(scored) / score_seconds if score_seconds else 0.0),
+            **numbers_metadata({
+                "prediction_p5": (float(quantiles[0]), DOLLARS),
+                "prediction_median": (float(quantiles[1]), DOLLARS),
+                "prediction_p95": (float(quantiles[2]), DOLLARS),
+                "model_load_seconds": (load_seconds, SECONDS),
+                "scoring_seconds": (score_seconds, SECONDS),
+                "rows_per_second": (len(scored) / score_seconds if score_seconds else 0.0, COUNT),
+            }),
             "preview": markdown_table(scored[preview_columns]),
         }
     )

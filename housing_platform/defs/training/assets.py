@@ -22,7 +22,17 @@ from housing_platform.core.model_gate import evaluate_model_gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.validation import validate_housing_frame
 from housing_platform.defs.code_versions import asset_code_version
-from housing_platform.defs.metadata import column_schema_metadata, markdown_table, png_markdown
+from housing_platform.defs.metadata import (
+    DOLLARS,
+    SCORE,
+    SECONDS,
+    SHARE,
+    column_schema_metadata,
+    markdown_table,
+    number_metadata,
+    numbers_metadata,
+    png_markdown,
+)
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 from housing_platform.defs.training.config import EvaluationConfig, TrainingRunConfig
 from housing_platform.defs.training.golden import golden_comparison
@@ -102,11 +112,10 @@ def housing_splits(context: dg.AssetExecutionContext, training_data: pd.DataFram
         frame,
         metadata={
             **{f"{name}_rows": dg.MetadataValue.int(int(sizes.get(name, 0))) for name in splits.SPLIT_NAMES},
-            **{
-                f"{name}_target_mean": dg.MetadataValue.float(float(target_mean.get(name, np.nan)))
-                for name in splits.SPLIT_NAMES
-            },
-            "test_share": dg.MetadataValue.float(float(sizes.get("test", 0) / max(len(frame), 1))),
+            **numbers_metadata({
+                f"{name}_target_mean": (float(target_mean.get(name, np.nan)), DOLLARS) for name in splits.SPLIT_NAMES
+            }),
+            **number_metadata("test_share", float(sizes.get("test", 0) / max(len(frame), 1)), SHARE),
             **column_schema_metadata(frame),
         },
     )
@@ -225,8 +234,8 @@ def trained_model(
             "path": dg.MetadataValue.path(str(path)),
             "epochs_run": dg.MetadataValue.int(result.epochs_run),
             "best_epoch": dg.MetadataValue.int(result.best_epoch),
-            "training_seconds": dg.MetadataValue.float(seconds),
-            **{f"best_{name}": dg.MetadataValue.float(value) for name, value in final.items()},
+            **number_metadata("training_seconds", seconds, SECONDS),
+            **numbers_metadata({f"best_{name}": (value, SCORE) for name, value in final.items()}),
             "mlflow_run": dg.MetadataValue.url(registry.run_url(run_id)),
             "loss_curves": png_markdown({"Loss per epoch": curve}),
         },
@@ -341,16 +350,18 @@ def evaluation_report(
     return dg.Output(
         report,
         metadata={
-            "rmse": dg.MetadataValue.float(metrics["rmse"]),
-            "mae": dg.MetadataValue.float(metrics["mae"]),
-            "r2": dg.MetadataValue.float(metrics["r2"]),
-            "mape": dg.MetadataValue.float(metrics["mape"]),
-            "linear_baseline_rmse": dg.MetadataValue.float(baselines["linear_regression"]["rmse"]),
+            **numbers_metadata({
+                "rmse": (metrics["rmse"], DOLLARS),
+                "mae": (metrics["mae"], DOLLARS),
+                "r2": (metrics["r2"], SCORE),
+                "mape": (metrics["mape"], SHARE),
+                "linear_baseline_rmse": (baselines["linear_regression"]["rmse"], DOLLARS),
+            }),
             "champion_version": champion["version"] if champion else "none",
             "test_rows": dg.MetadataValue.int(len(parts.test)),
-            "golden_rmse": dg.MetadataValue.float(golden["metrics"]["rmse"]),
-            "champion_golden_rmse": dg.MetadataValue.float(golden["champion_metrics"]["rmse"])
-            if golden["champion_metrics"] else "no champion",
+            **number_metadata("golden_rmse", golden["metrics"]["rmse"], DOLLARS),
+            **(number_metadata("champion_golden_rmse", golden["champion_metrics"]["rmse"], DOLLARS)
+               if golden["champion_metrics"] else {"champion_golden_rmse": "no champion"}),
             "golden_rows": dg.MetadataValue.int(golden["rows"]),
             "label_shift": label_shift.reason,
             "comparison": markdown_table(comparison, rows=20, floatfmt=",.3f"),
