@@ -110,7 +110,7 @@ def command_init(args: argparse.Namespace) -> int:
 def command_demo(args: argparse.Namespace) -> int:
     from housing_platform.devtools.demo import run_demo
 
-    return run_demo()
+    return run_demo(args.scenario)
 
 
 def command_simulate(args: argparse.Namespace) -> int:
@@ -364,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(handler=command_init)
 
     demo = commands.add_parser("demo", help="materialize the whole asset graph into the state folder and report")
+    demo.add_argument(
+        "--scenario", choices=("loop", "rollback"), default="loop",
+        help="loop: drift → retraining → canary → promote/reject (default); rollback: after `demo`, a worse "
+        "version promoted directly is rolled back automatically on live labels",
+    )
     demo.set_defaults(handler=command_demo)
 
     from housing_platform.cli import versions

@@ -61,7 +61,9 @@ def validate_share(share: float) -> float:
 class RolloutConfig(BaseModel):
     """Every rollout and rollback limit, in one place (run config of the registry and monitoring assets)."""
 
-    mode: str = Field(DIRECT, description="How a version that passed the gate goes live: direct | shadow | canary.")
+    mode: str = Field(
+        CANARY, description="How a version that passed the gate goes live: direct | shadow | canary."
+    )
     share: float = Field(0.1, description="Canary: the fraction of rows the challenger answers (0 < share < 1).")
     min_labelled_rows: int = Field(
         200, description="Labelled rows each model needs before the comparison may decide anything but wait."

@@ -1,12 +1,15 @@
 """`make demo`: the whole loop on the embedded default, then a short story of what happened.
 
 train → start the server in the background → stable traffic → monitor → shifted traffic with
-feedback → monitor (the checks fail) → sensor tick → retraining run → the gate decides → the server
-swaps if promoted. Everything is recorded in the persistent instance and state folder
+feedback → monitor (the checks fail) → sensor tick → retraining run → the gate decides → the new
+version is `challenger` in canary (the default rollout, ``devtools/demo_rollout.py``) → shifted traffic
+with feedback → the label gate (`labelled_traffic`) → `challenger_comparison` promotes or rejects it →
+the server serves the resulting champion. Everything is recorded in the persistent instance and state folder
 (``$HOUSING_HOME``), so it is all there to browse afterwards with `make dev` and `make mlflow-ui`.
 
-The demo succeeds only when the loop closes: the sensor launched a retraining, the gate promoted the
-candidate, and the server serves the new champion. Otherwise it says which of these did not happen,
+The demo succeeds only when the loop closes: the sensor launched a retraining, the gate passed the
+candidate, the comparison decided on live evidence (promote or reject), and the server serves the
+champion it decided on (with ``rollout=direct``: the gate promoted it and the server serves it). Otherwise it says which of these did not happen,
 naming the versions, and exits with ``EXIT_LOOP_OPEN``; it never prints success then.
 """
 
@@ -17,6 +20,7 @@ import time
 
 from housing_platform.config.environment import apply_process_defaults
 from housing_platform.config.settings import HousingSettings
+from housing_platform.devtools import demo_rollout
 
 STABLE_ROWS = 1_000
 SHIFTED_ROWS = 1_500
@@ -70,11 +74,11 @@ def _server_state(server) -> str:
     return f"/ready says {ready}; the last lines of {log}:\n    " + "\n    ".join(lines[-5:])
 
 
-def _retrain_and_swap(defs, instance, registry, server, story: list[str]) -> tuple[bool, str]:
-    """Step 5: one sensor tick, the retraining it requests, the gate, the swap.
+def _retrain_and_swap(defs, instance, registry, server, story: list[str], settings=None) -> tuple[bool, str]:
+    """Step 5: one sensor tick, the retraining it requests, the gate, then the canary (or the direct swap).
 
-    Returns whether the loop closed (the server serves the new champion) and the verdict naming the
-    versions: what happened if it closed, what did not happen if not.
+    Returns whether the loop closed (the server serves the champion the rollout decided on) and the verdict
+    naming the versions: what happened if it closed, what did not happen if not.
     """
     from housing_platform.devtools import loop
 
@@ -102,6 +106,10 @@ def _retrain_and_swap(defs, instance, registry, server, story: list[str]) -> tup
         story.append(f"sensor → retraining → gate passed → v{held} waits in 'pending_approval': {_pending_reason(registry, held)}")
         return False, (f"v{held} passed the gate but its training labels shifted, so it waits for a person "
                        f"(`housing-platform approve {held}` or `reject {held}`); v{before.version} stays champion")
+    challenger = _challenger_version(retraining)
+    if challenger is not None:  # the default rollout: the new version earns champion on live traffic first
+        story.append(f"sensor → retraining → gate passed → v{challenger} is 'challenger' in canary beside v{before.version}")
+        return demo_rollout.canary(defs, instance, registry, server, settings, before.version, challenger, story)
     if after.version == before.version:
         refused = [e.check_name for e in retraining.get_asset_check_evaluations() if not e.passed]
         story.append(f"sensor → retraining → the gate kept v{before.version} as champion")
@@ -119,6 +127,15 @@ def _retrain_and_swap(defs, instance, registry, server, story: list[str]) -> tup
     return True, f"the server serves v{after.version}, the new champion (v{before.version} before the drift)"
 
 
+def _challenger_version(result) -> str | None:
+    """The version a run registered as 'challenger' (rollout shadow | canary), if it did."""
+    for materialization in result.asset_materializations_for_node("registered_model_version"):
+        challenger = materialization.metadata.get("challenger")
+        if challenger is not None and challenger.value:
+            return str(materialization.metadata["version"].value)
+    return None
+
+
 def _held_version(result) -> str | None:
     """The version a run registered but held for approval (label shift), if it did."""
     for materialization in result.asset_materializations_for_node("registered_model_version"):
@@ -134,7 +151,36 @@ def _pending_reason(registry, version: str) -> str:
     return registry.get_version(version).tags.get(PENDING_REASON_TAG, "no reason recorded")
 
 
-def run_demo() -> int:
+def run_rollback_demo() -> int:
+    """`housing-platform demo --scenario rollback`: a worse version promoted directly is rolled back on live labels."""
+    settings = HousingSettings.from_env()
+    apply_process_defaults(settings)
+    os.environ["DAGSTER_HOME"] = str(settings.ensure_dagster_home())
+    started = time.perf_counter()
+    import dagster as dg
+
+    from housing_platform.adapters.mlflow_registry import ModelRegistry
+    from housing_platform.defs.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+    with dg.DagsterInstance.get() as instance:
+        closed, story, verdict = demo_rollout.run_rollback_scenario(settings, defs, instance, registry)
+    print(f"\n=== what happened ({time.perf_counter() - started:.0f} s) ===")
+    for number, line in enumerate(story, start=1):
+        print(f"  {number}. {line}")
+    print("\nwhere to look: `housing-platform rollout show` (every alias move, who, why); Dagster asset "
+          "alias_history and the sensor rollback_on_live_quality (`make dev`)")
+    if not closed:
+        print(f"\nthe rollback did NOT happen: {verdict}")
+        return EXIT_LOOP_OPEN
+    print(f"\nrolled back: {verdict}")
+    return EXIT_LOOP_CLOSED
+
+
+def run_demo(scenario: str = "loop") -> int:
+    if scenario == "rollback":
+        return run_rollback_demo()
     settings = HousingSettings.from_env()
     apply_process_defaults(settings)
     os.environ["DAGSTER_HOME"] = str(settings.ensure_dagster_home())
@@ -203,7 +249,7 @@ def run_demo() -> int:
             story.append(f"shifted traffic: {shifted.rows_scored:,} rows; failed checks: {', '.join(failed) or 'none'}")
 
             print("\n=== 5. sensor tick → retraining → gate ===")
-            closed, verdict = _retrain_and_swap(defs, instance, registry, server, story)
+            closed, verdict = _retrain_and_swap(defs, instance, registry, server, story, settings)
             history = loop.draw_history(defs, instance, run_config=QUIET_LOGS)
             story.append("drift history drawn" if history.success else "drift history FAILED to draw")
 
@@ -220,6 +266,8 @@ def run_demo() -> int:
         print("  Dagster UI          `make dev` → http://127.0.0.1:3000 (lineage, checks, runs)")
         print("  MLflow UI           `make mlflow-ui` → http://127.0.0.1:5000 (runs, registry, drift reports)")
         print("  model server        `make serve` → http://127.0.0.1:8080/docs")
+        print("  rollout             `housing-platform rollout show` (champion, challenger, every alias move); "
+              "Dagster assets challenger_comparison and alias_history")
         from housing_platform.adapters.mlflow_registry import PENDING_APPROVAL_ALIAS
 
         pending = registry.version_by_alias(PENDING_APPROVAL_ALIAS)
@@ -229,5 +277,5 @@ def run_demo() -> int:
     if not closed:
         print(f"\nthe loop did NOT close: {verdict}")
         return EXIT_LOOP_OPEN
-    print(f"\nthe loop closed: drift → sensor → retraining → gate → {verdict}")
+    print(f"\nthe loop closed: drift → sensor → retraining → gate → canary → comparison → {verdict}")
     return EXIT_LOOP_CLOSED

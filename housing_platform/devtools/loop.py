@@ -104,3 +104,28 @@ def step_durations(result: dg.ExecuteInProcessResult) -> list[tuple[str, float]]
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()}
+
+
+def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, asset: str, partition_key: str | None = None,
+                 run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*(defs.assets or []), *(defs.asset_checks or [])],
+        selection=dg.AssetSelection.assets(asset),
+        instance=instance,
+        resources=defs.resources,
+        partition_key=partition_key,
+        run_config=run_config or QUIET_LOGS,
+        raise_on_error=False,
+        tags={"housing_platform/trigger": "loop"},
+    )
+
+
+def judge_labels(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """Materialize `labelled_traffic`: the label gate judges the feedback never judged before."""
+    return _materialize(defs, instance, "labelled_traffic")
+
+
+def compare_challenger(defs: dg.Definitions, instance: dg.DagsterInstance,
+                       partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize today's `challenger_comparison` (with its decision check): promote, wait or reject."""
+    return _materialize(defs, instance, "challenger_comparison", partition_key or today_partition_key())

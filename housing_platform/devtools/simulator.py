@@ -9,6 +9,7 @@ posts each row's true value (inflated, for ``price_inflation``) to ``/v1/feedbac
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,14 @@ class SimulationResult:
     feedback_sent: int = 0
     failed_requests: int = 0
     model_versions: set[str] = field(default_factory=set)
+    rows_by_version: Counter = field(default_factory=Counter)  # canary: which version answered how many rows
     errors: list[str] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         versions = ", ".join(sorted(self.model_versions)) or "none"
+        if len(self.rows_by_version) > 1:  # canary: say how the rows were split
+            versions = ", ".join(f"{v} ({n:,} rows)" for v, n in sorted(self.rows_by_version.items()))
         return (
             f"{self.scenario}: {self.rows_scored:,}/{self.rows_sent:,} rows scored by model version(s) {versions}, "
             f"{self.feedback_sent:,} feedback values sent, {self.failed_requests} failed requests"
@@ -85,6 +89,7 @@ def simulate(
             body = response.json()
             result.rows_scored += len(body["predictions"])
             result.model_versions.add(str(body["model_version"]))
+            result.rows_by_version.update(body.get("model_versions") or [str(body["model_version"])] * len(batch))
             result.request_ids.extend(body["request_ids"])
             if feedback:
                 items = [

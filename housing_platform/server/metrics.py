@@ -122,6 +122,13 @@ class ServingMetrics:
             ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.rows_scored = Counter(f"{PREFIX}_rows_scored", "Rows scored by the model.", registry=self.registry)
+        self.challenger_rows = Counter(
+            f"{PREFIX}_challenger_rows", "Rows answered by the challenger (canary rollout).", registry=self.registry
+        )
+        self.shadow_rows = Counter(
+            f"{PREFIX}_shadow_rows", "Rows the challenger scored as a shadow, off the response path (shadow rollout).",
+            registry=self.registry,
+        )
         self.rows_rejected = Counter(
             f"{PREFIX}_rows_rejected", "Rows in requests refused with 422 (invalid input).", registry=self.registry
         )

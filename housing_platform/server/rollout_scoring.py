@@ -5,12 +5,14 @@
   else the row's features) falls below the share are scored by the challenger, the others by the
   champion; the answer names the version per row;
 * ``shadow``: the champion scores and answers every row; the challenger's scores of the same rows are
-  computed later, with the capture records, off the response path (:func:`shadow_predictions`).
+  computed later, with the capture records, off the response path (:func:`shadow_predictions`), for
+  the sampled share of requests (``shadow_sample_percent``, drawn at random per request).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,7 @@ class RoutedScores:
     predictions: np.ndarray
     model_versions: list[str] | None  # canary: per row; None when one version answered every row
     shadow: object | None  # shadow: the challenger's ServedModel, to score the rows after the response
+    challenger_rows: int = 0  # canary: rows the challenger answered (counted in /metrics)
 
 
 def _score(served, instances: Instances, rows: np.ndarray | None = None) -> np.ndarray:
@@ -39,12 +42,13 @@ def _score(served, instances: Instances, rows: np.ndarray | None = None) -> np.n
 
 
 def score_routed(instances: Instances, champion, rollout: ActiveRollout | None,
-                 routing_key: str | None) -> RoutedScores:
+                 routing_key: str | None, shadow_sample_percent: float = 100.0) -> RoutedScores:
     """The predictions the response carries, and what the capture needs to know about who made them."""
     if rollout is None or (rollout.mode == CANARY and rollout.share <= 0):
         return RoutedScores(_score(champion, instances), None, None)
     if rollout.mode == SHADOW:
-        return RoutedScores(_score(champion, instances), None, rollout.served)
+        sampled = shadow_sample_percent >= 100.0 or random.random() * 100.0 < shadow_sample_percent  # noqa: S311
+        return RoutedScores(_score(champion, instances), None, rollout.served if sampled else None)
     n = len(instances)
     if routing_key:
         mask = np.full(n, bool(challenger_rows(np.array([key_bucket(routing_key)]), rollout.share)[0]))
@@ -60,7 +64,7 @@ def score_routed(instances: Instances, champion, rollout: ActiveRollout | None,
         predictions[~mask] = _score(champion, instances, ~mask)
         predictions[mask] = _score(challenger, instances, mask)
     versions = np.where(mask, challenger.version, champion.version).tolist()
-    return RoutedScores(predictions, versions, None)
+    return RoutedScores(predictions, versions, None, int(mask.sum()))
 
 
 def shadow_predictions(shadow, instances: Instances) -> list[float | None]:

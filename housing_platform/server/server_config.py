@@ -38,6 +38,10 @@ class ServingConfig(BaseModel):
     capture_sample_percent: float = Field(
         100.0, ge=0, le=100, description="Share of scored rows captured (chosen by request id); 0 switches capture off."
     )
+    shadow_sample_percent: float = Field(
+        100.0, ge=0, le=100, description="Shadow rollout: share of requests the challenger also scores, off the "
+        "response path (chosen at random per request); 0 scores none.",
+    )
     capture_queue_rows: int = Field(
         20_000, ge=1,
         description="Bound on capture rows in memory (admitted, queued, being written or retried): past it a predict "

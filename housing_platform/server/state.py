@@ -207,7 +207,9 @@ class ServerState:
         """Parse, validate and score (with the challenger too during a rollout, see ``rollout_scoring.py``);
         returns the response body and what the capture needs."""
         instances = parse_instances(parse_json(body), self.config.max_rows_per_request)
-        routed = score_routed(instances, served, rollout, routing_key)
+        routed = score_routed(instances, served, rollout, routing_key, self.config.shadow_sample_percent)
+        if routed.challenger_rows:
+            self.metrics.challenger_rows.inc(routed.challenger_rows)
         predictions = routed.predictions
         if not np.isfinite(predictions).all():
             bad = np.flatnonzero(~np.isfinite(predictions)).tolist()
@@ -340,11 +342,13 @@ class ServerState:
         if any(v != v for v in bedrooms):  # NaN -> None: a null, not a number, in the store
             columns[_BEDROOMS] = [None if v != v else v for v in bedrooms]
         shadow = capture.shadow
+        shadowed = shadow_predictions(shadow, instances) if shadow is not None else None
+        if shadowed is not None:
+            self.metrics.shadow_rows.inc(sum(value is not None for value in shadowed))
         records = CaptureRecord.from_columns(
             capture.request_ids, capture.captured_at, served.version, [*columns, instances.categories],
             capture.predictions.tolist(), capture.latency_ms, flags, capture.model_versions,
-            shadow.version if shadow is not None else None,
-            shadow_predictions(shadow, instances) if shadow is not None else None,
+            shadow.version if shadow is not None else None, shadowed,
         )
         flagged = [f for f in flags if f]
         if flagged:

@@ -52,7 +52,9 @@ ROWS = 2_400  # ~600 per ocean_proximity class: above min_label_shift_rows, so e
 OPEN_GATE = {"max_rmse_dollars": 1e12, "min_improvement_over_baseline": -1e6, "max_regression_vs_champion": 1e6,
              "max_slice_rmse_ratio": 1e6}
 RUN_CONFIG = {
-    "ops": {"trained_model": {"config": {"epochs": 3}}, "evaluation_report": {"config": OPEN_GATE}},
+    # rollout=direct: these tests are about approval and automatic promotion; the last one sets canary.
+    "ops": {"trained_model": {"config": {"epochs": 3}}, "evaluation_report": {"config": OPEN_GATE},
+            "registered_model_version": {"config": {"rollout": "direct"}}},
     "loggers": {"console": {"config": {"log_level": "WARNING"}}},
 }
 

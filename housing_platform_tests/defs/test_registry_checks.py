@@ -108,6 +108,8 @@ def _register(fresh: Registry) -> dg.ExecuteInProcessResult:
         [*_upstream(fresh), registered_model_version],
         resources={"mlflow_tracking": fresh.resource,
                    "housing_state": HousingStateResource(home=str(fresh.models.root / "state"), data_path="unused")},
+        # rollout=direct: these tests are about the fast-path check in front of `champion`, not the canary.
+        run_config={"ops": {"registered_model_version": {"config": {"rollout": "direct"}}}},
         raise_on_error=False,
     )
 

@@ -39,6 +39,9 @@ def quick_config(seed: int = 42, **evaluation) -> dict:
         "ops": {
             "trained_model": {"config": {"epochs": 3, "seed": seed}},
             "evaluation_report": {"config": evaluation},
+            # These tests are about the gate and the champion it is compared with: a passing version is
+            # promoted at once (the default canary rollout is tested in defs/test_rollout_decisions.py).
+            "registered_model_version": {"config": {"rollout": "direct"}},
         },
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }

@@ -70,13 +70,14 @@ class Retraining:
     run_id: str = "r" * 32
     checks: list = field(default_factory=list)
     held: bool = False  # registered_model_version held the new version in pending_approval (label shift)
+    challenger: bool = False  # registered_model_version made the new version `challenger` (rollout canary)
 
     @property
     def success(self) -> bool:
         return self.reached_gate and self.gate_passed
 
     def asset_materializations_for_node(self, name: str) -> list:
-        metadata = {"version": 2, "pending_approval": self.held}
+        metadata = {"version": 2, "pending_approval": self.held, "challenger": self.challenger}
         return [dg.AssetMaterialization(asset_key=name, metadata=metadata)] if self.reached_gate else []
 
     def get_asset_check_evaluations(self) -> list:
@@ -106,6 +107,21 @@ def test_the_loop_closes_when_the_server_serves_the_promoted_champion(step) -> N
     closed, verdict = step(loop.SensorTick([REQUEST], None), Retraining(), Registry(["1", "2"]))
     assert closed
     assert "serves v2, the new champion" in verdict
+
+
+def test_a_challenger_in_canary_is_judged_by_the_canary_chapter_whose_verdict_is_the_loops(step, monkeypatch) -> None:
+    from housing_platform.devtools import demo_rollout
+
+    calls = []
+
+    def canary(defs, instance, registry, server, settings, champion, challenger, story):
+        calls.append((champion, challenger))
+        return False, "after 3 rounds the comparison still says wait"
+
+    monkeypatch.setattr(demo_rollout, "canary", canary)
+    closed, verdict = step(loop.SensorTick([REQUEST], None), Retraining(challenger=True), Registry(["1", "1"]))
+    assert calls == [("1", "2")]  # the champion before the retraining and the new challenger
+    assert not closed and "still says wait" in verdict
 
 
 def test_the_loop_is_open_when_the_server_does_not_swap_and_the_verdict_names_both_versions(step) -> None:

@@ -3,17 +3,23 @@
 stable traffic → checks pass, the sensor requests nothing; shifted traffic with feedback → the
 drift check fails → the sensor yields exactly one run request → executing it trains and registers
 through the gate → the champion moves only if the gate passed (and the server swaps to it) → the
-daemon's tick on the same instance, with a fresh cursor, launches nothing more.
+daemon's tick on the same instance, with a fresh cursor, launches nothing more. With the default rollout
+(canary) the passing version becomes `challenger` first and the server answers a share of rows with it.
 """
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
+import httpx
 import pytest
 
+from housing_platform.adapters.alias_moves import CHALLENGER_ALIAS, promote_challenger, rollout_of, set_rollout
 from housing_platform.adapters.mlflow_registry import ModelRegistry
 from housing_platform.config.settings import HousingSettings, RetrainingPolicy
 from housing_platform.core import model_gate as gate
+from housing_platform.core.rollout import RolloutConfig
 from housing_platform.defs.definitions import build_definitions
 from housing_platform.defs.jobs import RETRAINING_JOB
 from housing_platform.defs.sensors import EVALUATION_TAG, SENSOR_NAME, retraining_sensor
@@ -106,6 +112,18 @@ def test_closed_loop_from_drift_to_a_refused_candidate_and_a_promoted_served_cha
     report = defs.load_asset_value("evaluation_report", instance=instance)
     assert report["champion"]["version"] == "1"  # compared with the real champion on the same rows
     assert promoted.success
+    # The default rollout is canary: the version that passed the gate is `challenger`, served beside the
+    # champion for its share of rows, until challenger_comparison (or a person) decides.
+    assert registry.champion().version == "1" and registry.version_by_alias(CHALLENGER_ALIAS).version == "2"
+    assert rollout_of(registry.version_by_alias(CHALLENGER_ALIAS)) == ("canary", RolloutConfig().share)
+    set_rollout(registry, "e2e test", share=0.5)
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{server.url}/ready", timeout=5).json().get("rollout_share") != 0.5:
+        assert time.monotonic() < deadline, "the server never served the challenger at share 0.5"
+        time.sleep(0.5)
+    canary = simulate(server.url, "stable", 200, data_path=settings.data_path, seed=3)
+    assert set(canary.rows_by_version) == {"1", "2"} and canary.failed_requests == 0
+    promote_challenger(registry, "e2e test", "promoted by hand")  # what a `promote` decision does
     assert registry.champion().version == "2"
     assert server.wait_for_version("2", timeout_seconds=60)
     after = simulate(server.url, "stable", 200, data_path=settings.data_path, seed=3)

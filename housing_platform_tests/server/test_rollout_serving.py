@@ -71,6 +71,14 @@ def wait_ready(client, timeout=30.0, **expected):
         time.sleep(0.05)
 
 
+def counter(client, name: str) -> float:
+    """A counter's value from /metrics (0 before its first increment is exposed as 0.0 too)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
 def predict(client, rows, **headers):
     response = client.post("/v1/predict", json={"instances": records(rows)}, headers=headers)
     assert response.status_code == 200, response.text
@@ -97,6 +105,24 @@ def test_shadow_answers_exactly_as_the_champion_alone_and_captures_both(client, 
     np.testing.assert_allclose(captured["shadow_prediction"].to_numpy(dtype=float), expected, rtol=1e-9)
     # ... and they are not the champion's (except where both are clipped to the schema's price bounds).
     assert np.median(np.abs(expected - np.asarray(alone["predictions"]))) > 1.0
+    assert counter(client, "housing_shadow_rows_total") == 300 and counter(client, "housing_challenger_rows_total") == 0
+
+
+def test_shadow_scores_only_the_sampled_share_of_requests(client, server):
+    wait_ready(client, challenger_version="2", rollout="shadow")  # runs after the shadow test
+    rows = make_districts(20, seed=5)
+    shadowed_before = counter(client, "housing_shadow_rows_total")
+    server.state.config.shadow_sample_percent = 0.0  # no request sampled: the champion's capture alone
+    try:
+        unsampled = predict(client, rows)
+    finally:
+        server.state.config.shadow_sample_percent = 100.0
+    sampled = predict(client, rows)
+    assert server.state.flush_captures(30)
+    captured = server.state.store.read_captures().set_index("request_id")
+    assert captured.loc[unsampled["request_ids"], "shadow_model_version"].isna().all()
+    assert (captured.loc[sampled["request_ids"], "shadow_model_version"] == "2").all()
+    assert counter(client, "housing_shadow_rows_total") == shadowed_before + 20
 
 
 def test_canary_answers_its_share_sticky_per_district_and_routing_key(client, registry):
@@ -109,6 +135,7 @@ def test_canary_answers_its_share_sticky_per_district_and_routing_key(client, re
     # 10,000 independent buckets at p = 0.25: the share's standard error is 0.43 points, so ±2 points is
     # 4.6 sigma; the hash is fixed (no seed), so this outcome is the same on every machine.
     assert abs((versions == "2").mean() - 0.25) <= 0.02
+    assert counter(client, "housing_challenger_rows_total") == (versions == "2").sum()  # the first canary rows
     again = predict(client, rows.sample(frac=1.0, random_state=1).sort_index())
     assert again["model_versions"] == first["model_versions"]  # the same district meets the same model
     for key in ("client-a", "client-b", "client-c", "client-d", "client-e"):
