@@ -1,6 +1,6 @@
 """The capture writer: :meth:`CaptureWriter.submit` only puts a request's rows on an in-memory queue
 (one item per request) and never blocks the request path; a background thread builds their records
-(for PostgreSQL a builder thread builds and encodes them while the writer thread ``COPY``\ s the
+(for PostgreSQL a builder thread builds and encodes them while the writer thread ``COPY`` writes the
 previous batch: :mod:`.intake`), writes them to the store in batches (the bulk paths of :mod:`.bulk`),
 keeps them in a retry buffer while the store is unreachable, drains the durable spill
 (:mod:`.spill_drain`) when it has caught up, and :meth:`CaptureWriter.close` flushes everything at
