@@ -26,7 +26,10 @@ Measured, for each server:
   100-row requests from 1 client and 1,000-row requests from 2 clients for ``--overload-seconds``,
   ended by SIGTERM and by ``kill -9`` while requests are in flight; answered (200) / refused (503) /
   captured rows, from the store after the process is gone. Lost = answered rows not in the store:
-  0 with SIGTERM; with ``kill -9`` at most ``capture_queue_rows`` (the rows in memory).
+  0 with SIGTERM; with ``kill -9`` at most ``capture_queue_rows`` (the rows in memory). Each run in both
+  ``capture_overflow`` modes (``--overflow``): ``backpressure`` refuses with 503 at the bound, ``spill``
+  answers 200 and appends to the spill folder; its runs start the server again afterwards (which drains
+  the spill at start) before counting.
 
 ``--quick`` shortens everything (the overload smoke test runs ``--overload-only --quick``: one
 SIGTERM run of a few seconds, and prints its result as a JSON line).
@@ -286,15 +289,16 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def serve_ours(model: BenchmarkModel, workdir: Path, capture_url: str, log, sample_percent: int = 100
-               ) -> tuple[int, subprocess.Popen]:
+def serve_ours(model: BenchmarkModel, workdir: Path, capture_url: str, log, sample_percent: int = 100,
+               overflow: str = "backpressure") -> tuple[int, subprocess.Popen]:
     """One `housing-platform serve` process of ours on a free port, ready."""
     env = dict(os.environ) | model.env() | {"HOUSING_HOME": str(workdir / "state"), "HOUSING_CAPTURE_URL": capture_url,
                                             "TF_CPP_MIN_LOG_LEVEL": "2"}
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "housing_platform.cli.main", "serve", "--model-uri", model.uri, "--port", str(port),
-         "--poll-interval-seconds", "0", "--capture-sample-percent", str(sample_percent), "--log-level", "warning"],
+         "--poll-interval-seconds", "0", "--capture-sample-percent", str(sample_percent), "--log-level", "warning",
+         "--capture-overflow", overflow],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     try:
@@ -305,28 +309,53 @@ def serve_ours(model: BenchmarkModel, workdir: Path, capture_url: str, log, samp
     return port, process
 
 
+def spill_bytes(run_dir: Path) -> int:
+    """Bytes waiting in the run's spill folder (the server's default: ``<HOUSING_HOME>/capture/spill``)."""
+    folder = run_dir / "state" / "capture" / "spill"
+    return sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.exists() else 0
+
+
+def restart_to_drain(model: BenchmarkModel, run_dir: Path, capture_url: str, log, timeout: float = 120.0) -> float:
+    """Spill mode: start the server again on the same state folder (it drains the spill at start), wait until
+    the spill folder is empty, stop it with SIGTERM; returns the seconds the drain took."""
+    started = time.perf_counter()
+    _, process = serve_ours(model, run_dir, capture_url, log, overflow="spill")
+    try:
+        while spill_bytes(run_dir) and time.perf_counter() - started < timeout:
+            time.sleep(0.2)
+    finally:
+        stop([process])
+    return time.perf_counter() - started
+
+
 def overload_runs(model: BenchmarkModel, workdir: Path, scenarios, seconds: float) -> list[dict]:
-    """Each scenario on a fresh server and capture store: answered / refused / captured / lost rows."""
+    """Each scenario on a fresh server and capture store: answered / refused / captured / lost rows. In spill
+    mode the rows spilled to disk reach the store when the server starts again (a restart is part of the run)."""
     from housing_platform.adapters.capture.store import CaptureStore
     from housing_platform.server.server_config import serving_default
 
     results = []
-    for rows, clients, sig in scenarios:
-        run_dir = workdir / f"overload-{rows}x{clients}-{sig.name}"
+    for rows, clients, sig, overflow in scenarios:
+        run_dir = workdir / f"overload-{rows}x{clients}-{sig.name}-{overflow}"
         run_dir.mkdir(parents=True)
         capture_url = f"sqlite:///{run_dir / 'capture.db'}"
+        spilled, drain_seconds = 0, 0.0
         with (run_dir / "server.log").open("w") as log:
-            port, process = serve_ours(model, run_dir, capture_url, log)
+            port, process = serve_ours(model, run_dir, capture_url, log, overflow=overflow)
             try:
                 outcome = load.overload(process, "127.0.0.1", port, json.dumps({"instances": sample_rows(rows)}).encode(),
                                         clients, seconds, sig)
             finally:
                 stop([process])
+            spilled = spill_bytes(run_dir)
+            if overflow == "spill" and spilled:
+                drain_seconds = restart_to_drain(model, run_dir, capture_url, log)
         with CaptureStore(capture_url) as store:
             stored = set(store.read_captures()["request_id"])
         answered = set(outcome.request_ids)
         results.append({
             "scenario": f"{rows:,}-row x {clients} client{'s' if clients > 1 else ''}, {sig.name}",
+            "overflow": overflow, "spill_bytes_left": spilled, "drain_seconds": drain_seconds,
             "signal": sig.name, "answered": len(answered), "captured": len(answered & stored),
             "lost": len(answered - stored), "refused_requests": outcome.statuses.get(503, 0),
             "refused_rows": outcome.statuses.get(503, 0) * rows, "server_errors": outcome.server_errors,
@@ -338,15 +367,22 @@ def overload_runs(model: BenchmarkModel, workdir: Path, scenarios, seconds: floa
 
 
 def print_overload(results: list[dict]) -> None:
-    print(f"\n{'overload run':36s}{'answered':>10s}{'captured':>10s}{'lost':>7s}{'refused (503)':>15s}"
-          f"{'rows/s':>9s}{'exit':>6s}")
+    print(f"\n{'overload run':36s}{'overflow':>14s}{'answered':>10s}{'captured':>10s}{'lost':>7s}{'refused (503)':>15s}"
+          f"{'rows/s':>9s}{'exit':>6s}{'spilled, drained':>22s}")
     for r in results:
-        print(f"{r['scenario']:36s}{r['answered']:>10,}{r['captured']:>10,}{r['lost']:>7,}"
-              f"{r['refused_requests']:>7,} req{r['refused_rows']:>5,}{r['rows_per_s']:>9,.0f}{r['exit_code']:>6}")
+        spill = (f"{r['spill_bytes_left'] / 1e6:,.1f} MB in {r['drain_seconds']:.1f} s" if r["spill_bytes_left"]
+                 else "-")
+        print(f"{r['scenario']:36s}{r['overflow']:>14s}{r['answered']:>10,}{r['captured']:>10,}{r['lost']:>7,}"
+              f"{r['refused_requests']:>7,} req{r['refused_rows']:>5,}{r['rows_per_s']:>9,.0f}{r['exit_code']:>6}"
+              f"{spill:>22s}")
     ok = all(r["lost"] == 0 for r in results if r["signal"] == "SIGTERM") and all(
         r["lost"] <= r["window_rows"] for r in results)
     print(f"lost with SIGTERM must be 0, with kill -9 at most capture_queue_rows "
           f"({results[0]['window_rows']:,} rows): {'met' if ok else 'MISSED'}")
+    spill = [r for r in results if r["overflow"] == "spill"]
+    if spill:
+        print(f"spill mode refuses nothing (503s: {sum(r['refused_requests'] for r in spill):,}): "
+              f"{'met' if all(r['refused_requests'] == 0 for r in spill) else 'MISSED'}")
 
 
 def sustained_table(servers: dict, seconds: float, one: list[dict]) -> None:
@@ -386,6 +422,9 @@ def main() -> int:
     parser.add_argument("--overload", action="store_true", help="also the overload runs (a fresh server each)")
     parser.add_argument("--overload-only", action="store_true", help="only the overload runs")
     parser.add_argument("--overload-seconds", type=float, default=10.0, help="traffic before each signal")
+    parser.add_argument("--overflow", choices=("backpressure", "spill", "both"), default="both",
+                        help="the capture_overflow mode(s) of the overload runs (spill runs restart the server to "
+                        "drain the spill before counting)")
     parser.add_argument("--quick", action="store_true", help="short runs (the smoke test's mode)")
     parser.add_argument("--sustained-only", action="store_true",
                         help="only the sustained runs (ours, capture on and off; no MLflow server)")
@@ -402,8 +441,10 @@ def main() -> int:
     if args.overload or args.overload_only:
         import signal
 
-        scenarios = [(100, 1, signal.SIGTERM)] if args.quick and args.overload_only else [
-            (rows, clients, sig) for rows, clients in ((100, 1), (1_000, 2)) for sig in (signal.SIGTERM, signal.SIGKILL)]
+        modes = ("backpressure", "spill") if args.overflow == "both" else (args.overflow,)
+        scenarios = [(100, 1, signal.SIGTERM, modes[0])] if args.quick and args.overload_only else [
+            (rows, clients, sig, mode) for mode in modes for rows, clients in ((100, 1), (1_000, 2))
+            for sig in (signal.SIGTERM, signal.SIGKILL)]
         overload = overload_runs(model, workdir, scenarios, args.overload_seconds)
         print_overload(overload)
         print("OVERLOAD_JSON " + json.dumps(overload))
