@@ -81,7 +81,7 @@ class RolloutConfig(BaseModel):
         0.15, description="No slice (ocean_proximity, income quintile) may be worse than the champion by more."
     )
     min_slice_rows: int = Field(50, description="Slices with fewer labelled rows per model are reported, not judged.")
-    max_error_rate: float = Field(0.01, description="Largest acceptable share of failed (5xx) rows of a model.")
+    max_error_rate: float = Field(0.01, description="Largest acceptable share of rows a model failed to answer.")
     max_p99_latency_ratio: float = Field(
         1.5, description="The challenger's (or new champion's) p99 latency may be at most this multiple of the other's."
     )
@@ -160,7 +160,7 @@ class Operations:
     """One model's live operational figures over the compared window."""
 
     rows: int  # rows it was asked to score
-    errors: int  # of those, rows that failed (5xx)
+    errors: int  # of those, rows it failed to answer (non-finite or raised)
     p99_latency_ms: float  # over requests (a request's rows share its latency)
     requests: int = 0  # requests the p99 is taken over
 

@@ -129,6 +129,13 @@ class ServingMetrics:
             f"{PREFIX}_shadow_rows", "Rows the challenger scored as a shadow, off the response path (shadow rollout).",
             registry=self.registry,
         )
+        self.model_failed_rows = Counter(
+            f"{PREFIX}_model_failed_rows",
+            "Schema-valid rows a model version could not answer, by version and rule: finite_prediction (its "
+            "prediction was NaN or infinite: 422) and scoring_error (scoring raised: 500); a shadow challenger's "
+            "failures too. Also flushed to the capture store's scoring_failures table for the rollout decisions.",
+            ["model_version", "rule"], registry=self.registry,
+        )
         self.rows_rejected = Counter(
             f"{PREFIX}_rows_rejected", "Rows in requests refused with 422 (invalid input).", registry=self.registry
         )

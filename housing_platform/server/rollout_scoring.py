@@ -7,6 +7,10 @@
 * ``shadow``: the champion scores and answers every row; the challenger's scores of the same rows are
   computed later, with the capture records, off the response path (:func:`shadow_predictions`), for
   the sampled share of requests (``shadow_sample_percent``, drawn at random per request).
+
+Scoring that raises is a :class:`~housing_platform.server.failures.ScoringFailure` naming the version and
+its rows (canary: the rows that version was asked to answer); a shadow challenger's failures are handed to
+the server's :class:`~housing_platform.server.failures.FailureLog` (``server/failures.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from housing_platform.adapters.capture.failures import FINITE_PREDICTION, SCORING_ERROR
 from housing_platform.core.rollout import CANARY, SHADOW
 from housing_platform.core.rollout_routing import challenger_rows, feature_buckets, key_bucket
 from housing_platform.server.challenger import ActiveRollout
+from housing_platform.server.failures import ScoringFailure
 from housing_platform.server.requests import Instances
 
 logger = logging.getLogger(__name__)
@@ -34,11 +40,16 @@ class RoutedScores:
 
 
 def _score(served, instances: Instances, rows: np.ndarray | None = None) -> np.ndarray:
+    """``served``'s predictions of the (selected) rows; a :class:`ScoringFailure` of its rows if scoring raises."""
     scorer = served.scorer
-    if rows is None:
-        return scorer.score_arrays(instances.numeric, scorer.category_codes(instances.categories))
-    categories = [instances.categories[i] for i in np.flatnonzero(rows)]
-    return scorer.score_arrays(instances.numeric[rows], scorer.category_codes(categories))
+    try:
+        if rows is None:
+            return scorer.score_arrays(instances.numeric, scorer.category_codes(instances.categories))
+        categories = [instances.categories[i] for i in np.flatnonzero(rows)]
+        return scorer.score_arrays(instances.numeric[rows], scorer.category_codes(categories))
+    except Exception as error:  # noqa: BLE001 - the rows were schema-valid: the failure is the version's
+        asked = len(instances) if rows is None else int(np.count_nonzero(rows))
+        raise ScoringFailure(served.version, asked) from error
 
 
 def score_routed(instances: Instances, champion, rollout: ActiveRollout | None,
@@ -67,11 +78,18 @@ def score_routed(instances: Instances, champion, rollout: ActiveRollout | None,
     return RoutedScores(predictions, versions, None, int(mask.sum()))
 
 
-def shadow_predictions(shadow, instances: Instances) -> list[float | None]:
-    """The challenger's scores of the rows (after the response); nulls, logged, if it cannot score them."""
+def shadow_predictions(shadow, instances: Instances, failures=None) -> list[float | None]:
+    """The challenger's scores of the rows (after the response); nulls where it cannot score them, counted as
+    its failures in ``failures`` (a :class:`~housing_platform.server.failures.FailureLog`) when given."""
     try:
         values = _score(shadow, instances)
-    except Exception:  # noqa: BLE001 - a shadow failure must never cost the champion's capture
-        logger.exception("shadow scoring by version %s failed", shadow.version)
+    except ScoringFailure as failure:  # a shadow failure must never cost the champion's capture
+        if failures is not None:
+            failures.record(shadow.version, SCORING_ERROR, len(instances), error=failure.__cause__)
+        else:
+            logger.error("shadow scoring by version %s failed", shadow.version, exc_info=failure.__cause__)
         return [None] * len(instances)
-    return [float(v) if np.isfinite(v) else None for v in values.tolist()]
+    scored = [float(v) if np.isfinite(v) else None for v in values.tolist()]
+    if failures is not None:
+        failures.record(shadow.version, FINITE_PREDICTION, sum(v is None for v in scored))
+    return scored

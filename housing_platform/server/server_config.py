@@ -70,6 +70,10 @@ class ServingConfig(BaseModel):
         None, ge=1, description="Rows per INSERT (SQLite) or COPY (PostgreSQL) of the capture writer; None: the "
         "store's own (`CaptureStore.preferred_batch_rows`: 1,000 for SQLite, 5,000 for PostgreSQL's COPY).",
     )
+    failure_flush_seconds: float = Field(
+        10.0, gt=0, description="How often the rows a model version could not answer (counted in memory per version) "
+        "are written, aggregated, to the capture store's scoring_failures table; also once at shutdown.",
+    )
     shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
     max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Larger request bodies → 413.")

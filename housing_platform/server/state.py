@@ -4,7 +4,9 @@ callback on the event loop that queues only the request ids (the writer thread b
 while the loop serves the next request — at concurrency 1 the client's next request would otherwise
 wait for that work), or a worker thread for large requests. A capture scheduled but not yet queued
 is *pending*; an ``asyncio.Event`` set whenever none is lets ``/v1/feedback`` wait for the captures
-of responses already sent, and the shutdown wait for all of them before the writer is closed.
+of responses already sent, and the shutdown wait for all of them before the writer is closed. Rows a
+model version could not answer are counted by a :class:`~housing_platform.server.failures.FailureLog`
+and flushed aggregated to the same store (``server/failures.py``).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from housing_platform.adapters.model_uri import ModelReference
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
 from housing_platform.scoring.errors import ScoringError
 from housing_platform.scoring.fallback import FALLBACK_VERSION, FallbackScorer
+from housing_platform.server.failures import FailureLog, ModelFailure, ScoringFailure, check_finite
 from housing_platform.server.metrics import ServingMetrics
 from housing_platform.server.model_manager import ModelManager, Refusal, ServedModel, ServingStatus
-from housing_platform.server.requests import Instances, RequestError, parse_instances, parse_json
+from housing_platform.server.requests import Instances, parse_instances, parse_json
 from housing_platform.server.rollout_scoring import score_routed, shadow_predictions
 from housing_platform.server.server_config import ServingConfig
 
@@ -77,6 +80,7 @@ class ServerState:
         self._owns_store = capture_store is None
         self.store: CaptureStore | None = None
         self.writer: CaptureWriter | None = None
+        self.failures = FailureLog(self.metrics.model_failed_rows)  # flushed to the store from start() on
         self.pending_captures = 0  # captures scheduled but not yet queued; touched only on the event loop
         self._no_pending_captures = asyncio.Event()  # set while pending_captures == 0
         self._no_pending_captures.set()
@@ -172,6 +176,7 @@ class ServerState:
             exit_flush_seconds=self.config.shutdown_flush_seconds,
             spill=self._spill_log(),
         )
+        self.failures.start(self.store, self.config.failure_flush_seconds)
         self.manager.start()
         logger.info("serving %s; capturing %g%% of rows to %r", self.config.model_uri,
                     self.config.capture_sample_percent, self.store)
@@ -189,6 +194,7 @@ class ServerState:
             (logger.info if complete else logger.error)(
                 "capture flushed at shutdown: %d rows written, %d dropped", stats.written, stats.dropped
             )
+        self.failures.close()  # after the writer: building its last records may have scored shadow rows
         if self.store is not None and self._owns_store:
             self.store.dispose()
         if getattr(self, "_blas_limits", None) is not None:
@@ -206,22 +212,16 @@ class ServerState:
                    routing_key: str | None = None, rollout=None) -> tuple[bytes, RequestCapture]:
         """Parse, validate and score (with the challenger too during a rollout, see ``rollout_scoring.py``);
         returns the response body and what the capture needs."""
-        instances = parse_instances(parse_json(body), self.config.max_rows_per_request)
-        routed = score_routed(instances, served, rollout, routing_key, self.config.shadow_sample_percent)
+        instances = parse_instances(parse_json(body), self.config.max_rows_per_request)  # a client's 4xx: not counted
+        try:  # from here on a failure is the model's: counted per version (server/failures.py)
+            routed = score_routed(instances, served, rollout, routing_key, self.config.shadow_sample_percent)
+            check_finite(routed.predictions, served.version, routed.model_versions)
+        except (ModelFailure, ScoringFailure) as failure:  # 422 naming the rows; 500 from the app's handler
+            self.failures.record_failure(failure)
+            raise
         if routed.challenger_rows:
             self.metrics.challenger_rows.inc(routed.challenger_rows)
         predictions = routed.predictions
-        if not np.isfinite(predictions).all():
-            bad = np.flatnonzero(~np.isfinite(predictions)).tolist()
-            raise RequestError.invalid(
-                [
-                    {"loc": ["body", "instances", i], "field": "instances", "rule": "finite prediction", "row": i,
-                     "type": "value_error",
-                     "msg": "the model cannot score this row: its prediction is not a finite number "
-                            "(values far outside the training range)"}
-                    for i in bad
-                ]
-            )
         n = len(instances)
         request_ids = new_request_ids(n)
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -290,7 +290,8 @@ class ServerState:
         return True
 
     def flush_captures(self, timeout: float = 10.0) -> bool:
-        """From another thread: wait until every answered request's rows are written (tests, tools)."""
+        """From another thread: wait until every answered request's rows, and the failures counted so far, are
+        written (tests, tools)."""
         deadline = time.monotonic() + timeout
         loop = self._loop
         if loop is not None and loop.is_running():
@@ -301,7 +302,8 @@ class ServerState:
                 queued.result(timeout)
             except (TimeoutError, concurrent.futures.CancelledError):
                 queued.cancel()  # captures late or the loop gone: flush what did reach the writer
-        return self.writer is not None and self.writer.flush(max(0.0, deadline - time.monotonic()))
+        written = self.writer is not None and self.writer.flush(max(0.0, deadline - time.monotonic()))
+        return self.failures.flush() and written
 
     async def drain_captures(self, timeout: float = 30.0) -> None:
         """Wait for scheduled captures to reach the writer (at shutdown, before it is closed)."""
@@ -342,7 +344,7 @@ class ServerState:
         if any(v != v for v in bedrooms):  # NaN -> None: a null, not a number, in the store
             columns[_BEDROOMS] = [None if v != v else v for v in bedrooms]
         shadow = capture.shadow
-        shadowed = shadow_predictions(shadow, instances) if shadow is not None else None
+        shadowed = shadow_predictions(shadow, instances, self.failures) if shadow is not None else None
         if shadowed is not None:
             self.metrics.shadow_rows.inc(sum(value is not None for value in shadowed))
         records = CaptureRecord.from_columns(

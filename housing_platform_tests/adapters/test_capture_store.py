@@ -199,5 +199,5 @@ def test_postgres_round_trip_of_captures_and_feedback(postgres_url, postgres_sch
             text("select table_name from information_schema.tables where table_schema = :s order by 1"),
             {"s": postgres_schema},
         ).scalars()
-        assert list(tables) == ["captures", "feedback"]
+        assert list(tables) == ["captures", "feedback", "scoring_failures"]
     store.dispose()

@@ -6,7 +6,9 @@ through `/v1/predict`, the truth comes back through `/v1/feedback` and is admitt
 (`LabelReviews.record`, status admitted). The truth is one model's own prediction plus noise a quarter of
 the two models' mean gap, so "clearly better" and "clearly worse" follow from the construction, whatever
 the tiny network learned on this machine. `challenger_comparison` is materialized on a real Dagster
-instance; the rollback is the real `rollback_on_live_quality` sensor evaluated on it.
+instance; the rollback is the real `rollback_on_live_quality` sensor evaluated on it. Error-rate scenarios
+break the loaded version's scorer in the running server (``server/broken_scorers.py``), so its failures reach
+the store's `scoring_failures` the way a broken network's would.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from housing_platform.adapters.alias_moves import (
     record_direct_promotion,
     start_rollout,
 )
+from housing_platform.adapters.capture.failures import failed_rows_by_version, read_failures
 from housing_platform.adapters.capture.label_reviews import ADMITTED, LabelReviews, NewBatch
 from housing_platform.adapters.mlflow_registry import PREVIOUS_ALIAS, ModelRegistry
 from housing_platform.core.schema import MAX_HOUSE_VALUE, MIN_HOUSE_VALUE, TARGET_COLUMN
@@ -41,6 +44,7 @@ from housing_platform.defs.rollout.checks import DECISION_CHECK
 from housing_platform.defs.rollout.sensors import rollback_on_live_quality
 from housing_platform.devtools.tiny_models import records
 from housing_platform_tests.factories import make_districts
+from housing_platform_tests.server.broken_scorers import break_challenger, break_champion, non_finite_output
 from housing_platform_tests.server.conftest import ThreadServer
 
 pytestmark = pytest.mark.slow
@@ -96,6 +100,21 @@ class Scenario:
         LabelReviews(self.server.state.store).record(
             [NewBatch("test", "test", "trusted test labels", answer["request_ids"])], status=ADMITTED)
         return answer
+
+    def failing_traffic(self, requests: int, rows: int = 20) -> None:
+        """Unlabelled requests of ``rows`` new districts whose answer is refused (422: a non-finite prediction)."""
+        for _ in range(requests):
+            self.seed += 1
+            answer = self.client.post("/v1/predict", json={"instances": records(make_districts(rows, seed=self.seed))})
+            assert answer.status_code == 422 and answer.json()["detail"][0]["rule"] == "finite prediction", answer.text
+
+    def sensor_context(self, instance, tmp_path):
+        return dg.build_sensor_context(instance=instance, resources={
+            "capture_store": CaptureStoreResource(url=self.capture_url),
+            "mlflow_tracking": MLflowResource(tracking_uri=self.models.tracking_uri,
+                                              artifact_root=self.models.artifact_root),
+            "housing_state": HousingStateResource(home=str(tmp_path / "state"), data_path=str(tmp_path / "d.csv")),
+        })
 
     def compare(self, instance) -> dg.AssetCheckEvaluation:
         result = dg.materialize(
@@ -177,12 +196,7 @@ def test_a_degraded_direct_promotion_is_rolled_back_and_previous_served(scenario
     scenario.ready(serving_version="2")
     scenario.traffic(400, truth_version="1")  # live labels: the new champion is worse
     assert scenario.server.state.flush_captures(30)
-    context = dg.build_sensor_context(instance=instance, resources={
-        "capture_store": CaptureStoreResource(url=scenario.capture_url),
-        "mlflow_tracking": MLflowResource(tracking_uri=scenario.models.tracking_uri,
-                                          artifact_root=scenario.models.artifact_root),
-        "housing_state": HousingStateResource(home=str(tmp_path / "state"), data_path=str(tmp_path / "d.csv")),
-    })
+    context = scenario.sensor_context(instance, tmp_path)
     result = rollback_on_live_quality(context)
     assert isinstance(result, dg.SensorResult) and result.run_requests
     (event,) = result.asset_events
@@ -198,3 +212,43 @@ def test_a_degraded_direct_promotion_is_rolled_back_and_previous_served(scenario
     # A second tick finds nothing to do: the rolled-back version is nobody's previous.
     assert isinstance(rollback_on_live_quality(context), dg.SkipReason)
     print(f"degraded promotion -> 400 labelled rows -> sensor tick -> previous served: {served_back:.2f} s")
+
+
+def test_a_canary_challenger_failing_its_rows_is_rejected_on_error_rate(scenario, instance):
+    start_rollout(scenario.registry, "2", "canary", 0.5, "test", "passed the gate")
+    scenario.ready(challenger_version="2", rollout="canary")
+    scenario.traffic(400, truth_version="2")  # on the labels alone the challenger is the better model
+    break_challenger(scenario.server.state, non_finite_output, "2")
+    scenario.failing_traffic(3)  # 60 rows; the challenger's share of them fail, the champion's are answered
+    assert scenario.server.state.flush_captures(30)
+    failed = failed_rows_by_version(read_failures(scenario.server.state.store))
+    assert set(failed) == {"2"} and failed["2"] > 0  # the champion failed nothing
+    evaluation = scenario.compare(instance)
+    assert outcome(evaluation) == "reject" and not evaluation.passed, evaluation.description
+    reason = scenario.registry.get_version("2").tags[REJECTED_REASON_TAG]
+    assert reason.startswith("challenger error rate ") and f"({failed['2']:,} of " in reason, reason
+    assert scenario.registry.version_by_alias(CHALLENGER_ALIAS) is None
+    assert scenario.registry.champion().version == "1"
+
+
+def test_a_promotion_failing_its_rows_is_rolled_back_on_error_rate(scenario, instance, tmp_path):
+    scenario.traffic(400, truth_version="1")  # previous's record before the promotion
+    replaced = scenario.registry.promote("2")
+    record_direct_promotion(scenario.registry, "2", replaced.version, "test", "rollout=direct")
+    scenario.ready(serving_version="2")
+    scenario.traffic(400, truth_version="2")  # live labels: the new champion is as good as previous was
+    assert scenario.server.state.flush_captures(30)
+    context = scenario.sensor_context(instance, tmp_path)
+    kept = rollback_on_live_quality(context)
+    assert isinstance(kept, dg.SkipReason) and "keep:" in kept.skip_message  # quality alone: no rollback
+    break_champion(scenario.server.state, non_finite_output, "2")
+    scenario.failing_traffic(2)  # 40 rows refused: 40 of 440 rows asked of the champion failed
+    assert scenario.server.state.flush_captures(30)
+    result = rollback_on_live_quality(context)
+    assert isinstance(result, dg.SensorResult) and result.run_requests
+    (event,) = result.asset_events
+    assert event.metadata["action"].value == ROLLBACK and event.metadata["rolled_back"].value == "2"
+    assert event.metadata["reason"].value.startswith("champion error rate 9.09% (40 of 440 rows)")
+    scenario.ready(serving_version="1")
+    predicted = scenario.client.post("/v1/predict", json={"instances": records(make_districts(3, seed=99))})
+    assert predicted.status_code == 200 and predicted.json()["model_version"] == "1"

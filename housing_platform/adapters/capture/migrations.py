@@ -5,7 +5,8 @@ before a nullable column was added (the safe rollout's ``shadow_model_version`` 
 ``shadow_prediction``) would refuse every insert naming it. :func:`add_missing_capture_columns` adds
 each nullable column of :data:`~housing_platform.adapters.capture.tables.captures_table` the table lacks
 (its old rows read null), idempotently, on SQLite and PostgreSQL alike. A missing NOT NULL column cannot
-be added this way and is left for the store's insert to refuse, naming it.
+be added this way and is left for the store's insert to refuse, naming it. A missing *table* (e.g.
+``scoring_failures``, added with the rollout's error rate) needs nothing here: ``create_all`` creates it.
 """
 
 from __future__ import annotations

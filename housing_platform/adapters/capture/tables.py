@@ -1,14 +1,15 @@
-"""The capture store's two tables in SQLAlchemy Core, so one definition serves SQLite and PostgreSQL:
+"""The capture store's tables in SQLAlchemy Core, so one definition serves SQLite and PostgreSQL:
 ``captures`` (one row per scored district: features, prediction, model version, latency, the features
-outside the training range) and ``feedback`` (the true value, once known, keyed by the capture's
-request id), with :data:`CAPTURE_COLUMNS`, the column order records are written in.
+outside the training range), ``feedback`` (the true value, once known, keyed by the capture's
+request id) and ``scoring_failures`` (rows a model version could not answer, aggregated per flush:
+:mod:`.failures`), with :data:`CAPTURE_COLUMNS`, the column order records are written in.
 """
 
 from __future__ import annotations
 
 from datetime import UTC
 
-from sqlalchemy import Column, DateTime, Float, ForeignKey, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table
 from sqlalchemy.types import TypeDecorator
 
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NULL_ALLOWANCE, TARGET_COLUMN
@@ -76,6 +77,19 @@ feedback_table = Table(
     Column(TARGET_COLUMN, Float, nullable=False, comment="the true value, USD"),
     Column("received_at", UTCDateTime, nullable=False),
     Column("feedback_token", String, nullable=True, comment="id of the API token that sent it; null: no auth"),
+)
+
+# Rows a version was asked to score and could not answer (a non-finite prediction, an exception while scoring),
+# counted in memory by each server and flushed aggregated (server/failures.py). A store created before it gets it
+# from metadata.create_all, which creates missing tables (capture/migrations.py covers missing columns).
+scoring_failures_table = Table(
+    "scoring_failures",
+    metadata,
+    Column("recorded_at", UTCDateTime, nullable=False, index=True, comment="the first failure of the aggregate"),
+    Column("model_version", String, nullable=False),
+    Column("rule", String, nullable=False, comment="finite_prediction | scoring_error"),
+    Column("failed_rows", Integer, nullable=False),
+    Column("failed_requests", Integer, nullable=False),
 )
 
 CAPTURE_COLUMNS = tuple(column.name for column in captures_table.columns)

@@ -3,8 +3,9 @@
 `challenger_comparison` (daily partitions, group `monitoring`, so the hourly monitoring job refreshes
 it) compares the version aliased `challenger` with the champion on the traffic captured since it became
 challenger, on trusted labels only: paired bootstrap in shadow mode, two-sample in canary mode, per-slice
-non-regression, p99 latency (`core/rollout.py`). Its check decides promote / wait / reject and the asset
-moves the aliases accordingly (`adapters/alias_moves.py`), recording who (this run), why and the evidence.
+non-regression, error rate (rows a version failed to answer, `scoring_failures`) and p99 latency
+(`core/rollout.py`). Its check decides promote / wait / reject and the asset moves the aliases accordingly
+(`adapters/alias_moves.py`), recording who (this run), why and the evidence.
 `alias_history` shows at a glance what is champion, challenger and previous, the rollout, and every move.
 """
 
@@ -71,7 +72,8 @@ def challenger_comparison(context: dg.AssetExecutionContext, config: ChallengerC
     RMSE difference); canary: each answered its own rows (two-sample bootstrap). Per-slice RMSE by
     `ocean_proximity` and income quintile, p99 latency per version, prediction divergence (shadow).
     Promote when the interval's upper bound is under the non-inferiority margin and no slice regresses;
-    reject when its lower bound is over it, a slice regresses, latency is out of bounds, or the wait cap
+    reject when its lower bound is over it, a slice regresses, its error rate (rows it failed to answer, from
+    the servers' `scoring_failures`) or latency is out of bounds, or the wait cap
     passed; otherwise wait, saying how many more labelled rows a power calculation asks for.
     """
     registry = mlflow_tracking.registry()
@@ -96,8 +98,8 @@ def challenger_comparison(context: dg.AssetExecutionContext, config: ChallengerC
         comparison = compare_two_sample(evidence.model_rows(frame, champion.version),
                                         evidence.model_rows(frame, challenger.version), limits)
     waited_days = (datetime.now(UTC) - since).total_seconds() / 86_400
-    decision = rollout_decision(comparison, evidence.operations(frame, champion.version),
-                                evidence.operations(frame, challenger.version), waited_days, limits)
+    decision = rollout_decision(comparison, evidence.operations(frame, champion.version, traffic.failures),
+                                evidence.operations(frame, challenger.version, traffic.failures), waited_days, limits)
     by = f"dagster run {context.run.run_id} ({DECISION_CHECK})"
     context.log.info(f"challenger {challenger.version} vs champion {champion.version} ({mode}): "
                      f"{decision.outcome}: {decision.reason}")

@@ -3,17 +3,20 @@
 Feedback is data anyone who reaches the server can send, so by default only labels that the label gate
 (`labelled_traffic`) admitted or a person approved count (``adapters/capture/label_reviews.py``);
 unjudged labels are counted and left out. Frames come out in the shapes ``core/rollout.py`` compares:
-paired (shadow: both predictions on the same rows), per model (canary, rollback).
+paired (shadow: both predictions on the same rows), per model (canary, rollback). The rows each version
+failed to answer (``scoring_failures``, written by the servers: ``adapters/capture/failures.py``) come with
+the traffic, for the error rate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
+from housing_platform.adapters.capture.failures import FAILURE_COLUMNS, failed_rows_by_version, read_failures
 from housing_platform.adapters.capture.label_reviews import ADMITTED, APPROVED, LabelReviews
 from housing_platform.core.rollout import CHALLENGER_PREDICTION, CHAMPION_PREDICTION, PREDICTION, Operations
 from housing_platform.core.schema import TARGET_COLUMN
@@ -23,10 +26,12 @@ from housing_platform.core.schema import TARGET_COLUMN
 class LabelledTraffic:
     frame: pd.DataFrame  # captured rows in the window, with the label where one is trusted
     untrusted_labels: int  # labelled rows left out: not (yet) admitted by the label gate
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(FAILURE_COLUMNS)))
 
 
 def read_traffic(store, start: datetime | None, end: datetime | None, trusted_only: bool) -> LabelledTraffic:
-    """Captures in ``[start, end)`` with feedback; labels not admitted/approved are blanked when ``trusted_only``."""
+    """Captures in ``[start, end)`` with feedback (labels not admitted/approved are blanked when ``trusted_only``),
+    and the scoring failures recorded in the window."""
     frame = store.read_captures(start, end, with_feedback=True)
     if TARGET_COLUMN not in frame.columns:
         frame[TARGET_COLUMN] = np.nan
@@ -37,7 +42,7 @@ def read_traffic(store, start: datetime | None, end: datetime | None, trusted_on
         labelled = frame[TARGET_COLUMN].notna().to_numpy()
         untrusted = int((labelled & ~trusted).sum())
         frame.loc[~trusted, TARGET_COLUMN] = np.nan
-    return LabelledTraffic(frame, untrusted)
+    return LabelledTraffic(frame, untrusted, read_failures(store, start, end))
 
 
 def answered_by(frame: pd.DataFrame, version: str) -> pd.DataFrame:
@@ -62,10 +67,22 @@ def model_rows(frame: pd.DataFrame, version: str) -> pd.DataFrame:
     return labelled_rows(answered_by(frame, version)).rename(columns={"prediction": PREDICTION})
 
 
-def operations(frame: pd.DataFrame, version: str) -> Operations:
-    """Rows answered and p99 latency over requests from the captures (a request's rows share one capture time
-    and latency; a failed request is never captured, so errors are 0 here: the server's /metrics count them)."""
+def operations(frame: pd.DataFrame, version: str, failures: pd.DataFrame | None = None) -> Operations:
+    """``version``'s operational figures in the window: ``errors`` = the rows it failed to answer (``failures``,
+    a :func:`~housing_platform.adapters.capture.failures.read_failures` frame of the same window: a NaN or
+    infinite prediction for a schema-valid row, or an exception while scoring; in canary the rows it would have
+    answered, in shadow the rows it failed to score beside the champion), ``rows`` = the rows it answered or
+    scored in shadow (from the captures) + those failed ones; so ``core/rollout.py``'s error rate is failed /
+    asked. A failed request is never captured: its rows are only in ``failures``. p99 latency over the requests
+    it answered (a request's rows share one capture time and latency; a shadow score has no latency of its own).
+    The captured rows are those the servers' ``capture_sample_percent`` kept, the failures are all of them: at
+    a sample below 100 % the rate is overstated by up to its inverse."""
     rows = answered_by(frame, version)
     requests = rows.drop_duplicates(["captured_at", "latency_ms"]) if len(rows) else rows
     p99 = float(np.percentile(requests["latency_ms"].to_numpy(dtype=float), 99)) if len(requests) else 0.0
-    return Operations(rows=len(rows), errors=0, p99_latency_ms=p99, requests=len(requests))
+    shadowed = 0
+    if "shadow_model_version" in frame.columns and len(frame):
+        shadowed = int(((frame["shadow_model_version"].astype(str) == str(version))
+                        & frame["shadow_prediction"].notna()).sum())
+    failed = failed_rows_by_version(failures).get(str(version), 0) if failures is not None else 0
+    return Operations(rows=len(rows) + shadowed + failed, errors=failed, p99_latency_ms=p99, requests=len(requests))

@@ -3,8 +3,9 @@
 Plain Python over the registry and the capture store (the sensor in `sensors.py` is its Dagster shell).
 The new champion's trusted-labelled rows since it was promoted (`promoted_at`) are compared with the rows
 `previous` answered before (re-weighted to the same `ocean_proximity` mix, `core/rollout.py`); p99 latency
-of each from the captures. On a rollback the version rolled back to also becomes the server's fallback
-baseline again (as `approve` and the gate do on a promotion).
+of each from the captures, error rate from the rows each failed to answer (`scoring_failures`). On a
+rollback the version rolled back to also becomes the server's fallback baseline again (as `approve` and the
+gate do on a promotion).
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ def watch_champion(registry, store, by: str, limits: RolloutConfig | None = None
     frame = traffic.frame
     after = frame[frame["captured_at"] >= promoted_at]
     before = frame[frame["captured_at"] < promoted_at]
+    failures = traffic.failures
+    failed_after = failures[failures["recorded_at"] >= promoted_at]
+    failed_before = failures[failures["recorded_at"] < promoted_at]
     decision = rollback_decision(evidence.model_rows(after, champion.version),
                                  evidence.model_rows(before, previous.version),
-                                 evidence.operations(after, champion.version),
-                                 evidence.operations(before, previous.version), limits)
+                                 evidence.operations(after, champion.version, failed_after),
+                                 evidence.operations(before, previous.version, failed_before), limits)
     if decision.outcome != ROLLBACK:
         return RollbackVerdict(None, decision)
     event = roll_back(registry, by, decision.reason, decision.evidence())

@@ -28,7 +28,7 @@ alias_history_job = dg.define_asset_job(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After any promotion, for `baking_hours` (core.rollout.RolloutConfig): moves `champion` back to "
     "`previous` when the new champion's live RMSE on trusted labels is worse than previous's on the same kind of "
-    "rows beyond `rollback_margin` at the lower confidence bound, or its p99 latency is out of bounds.",
+    "rows beyond `rollback_margin` at the lower confidence bound, or its error rate or p99 latency is out of bounds.",
 )
 def rollback_on_live_quality(context: dg.SensorEvaluationContext, mlflow_tracking: MLflowResource,
                              capture_store: CaptureStoreResource, housing_state: HousingStateResource):
