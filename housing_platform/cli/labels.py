@@ -27,9 +27,9 @@ REASON_WIDTH = 110
 def _reviews():
     from housing_platform.adapters.capture.label_reviews import LabelReviews
     from housing_platform.adapters.capture.store import CaptureStore
-    from housing_platform.config.settings import HousingSettings
+    from housing_platform.config.runtime import process_settings
 
-    store = CaptureStore(HousingSettings.from_env().capture_url)
+    store = CaptureStore(process_settings().capture_url)
     return LabelReviews(store), store
 
 

@@ -1,15 +1,14 @@
 """`housing-platform`: the command line of the platform.
 
 Subcommands import what they need lazily, so `housing-platform validate` answers in a second and
-never pays for TensorFlow or Dagster.
+never pays for TensorFlow or Dagster. `serve`, `score` and `simulate` live in their own modules
+(``cli/serving.py``, ``cli/score.py``, ``cli/simulate.py``), with their exit codes.
+
+Every command that needs the registry or the capture store reads the active profile
+(``HOUSING_PROFILE``, ``config/runtime.py``); a misconfigured profile exits with 2 and an error
+naming the variable and its rule, never with a silent fallback to the state folder.
 
 Exit codes of `validate`: 0 the file passes the gate, 1 it does not, 2 it cannot be read at all.
-Exit codes of `serve`: 0 stopped cleanly (Ctrl-C / SIGTERM, captures flushed), 1 the server failed
-(port in use, captures lost at shutdown), 2 invalid arguments (e.g. a malformed model URI, or a
-non-loopback --host while no API token exists: see `housing-platform token`).
-Exit codes of `score`: 0 the output was written (rows breaking a schema rule are kept, unscored, with
-their rules in `rejected_rules`), 1 no model could be loaded, 2 the input cannot be read or the output
-cannot be written.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-
-from housing_platform.config.settings import SERVER_HOST, SERVER_PORT
 
 # One name per meaning; the numbers are the documented ones above (1: the command's answer is "no"
 # or its work failed; 2: it could not start on what it was given).
@@ -28,7 +25,7 @@ EXIT_REQUESTS_FAILED = 1  # simulate: some requests failed
 EXIT_SERVER_FAILED = 1  # serve: the server could not start or lost captures
 EXIT_NO_MODEL = 1  # score: no model could be loaded
 EXIT_UNREADABLE = 2  # the input cannot be read, the output cannot be written, the server cannot be reached
-EXIT_INVALID_ARGUMENTS = 2  # an argument breaks its rule (e.g. a malformed model URI)
+EXIT_INVALID_ARGUMENTS = 2  # an argument (or a profile variable) breaks its rule (e.g. a malformed model URI)
 
 
 def _print_rule_table(rows: list[dict], out=None) -> None:
@@ -113,160 +110,6 @@ def command_demo(args: argparse.Namespace) -> int:
     return run_demo(args.scenario)
 
 
-def command_simulate(args: argparse.Namespace) -> int:
-    import httpx
-
-    from housing_platform.config.settings import HousingSettings
-    from housing_platform.devtools.simulator import simulate
-
-    settings = HousingSettings.from_env()
-    token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
-    try:
-        result = simulate(
-            args.url, args.scenario, args.rows, data_path=args.data or settings.data_path, feedback=args.feedback,
-            seed=args.seed, batch_size=args.batch_size, token=token,
-        )
-    except httpx.TransportError as error:
-        print(f"error: cannot reach the model server at {args.url}: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    print(result.describe())
-    for error in result.errors[:5]:
-        print(f"  {error}", file=sys.stderr)
-    return EXIT_OK if result.failed_requests == 0 else EXIT_REQUESTS_FAILED
-
-
-def command_serve(args: argparse.Namespace) -> int:
-    import logging
-
-    from housing_platform.adapters.model_uri import ModelReference
-    from housing_platform.scoring.errors import ScoringError
-
-    try:
-        ModelReference.parse(args.model_uri)
-    except ScoringError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_INVALID_ARGUMENTS
-    if not 0 <= args.capture_sample_percent <= 100:
-        print("error: --capture-sample-percent must be between 0 and 100", file=sys.stderr)
-        return EXIT_INVALID_ARGUMENTS
-
-    import uvicorn
-
-    from housing_platform.config.environment import apply_process_defaults
-    from housing_platform.config.settings import HousingSettings
-    from housing_platform.server.app import create_app
-    from housing_platform.server.http_protocol import uvicorn_options
-    from housing_platform.server.server_config import ServingConfig
-
-    settings = HousingSettings.from_env()
-    from housing_platform.server.auth import is_loopback, startup_problem
-
-    if problem := startup_problem(args.host, str(settings.tokens_path)):  # never serve others without tokens
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_INVALID_ARGUMENTS
-    apply_process_defaults(settings)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServingConfig.from_settings(
-        settings,
-        model_uri=args.model_uri,
-        poll_interval_seconds=args.poll_interval_seconds,
-        capture_sample_percent=args.capture_sample_percent,
-        capture_queue_rows=args.capture_queue_rows,
-        capture_overflow=args.capture_overflow,
-        header_read_timeout_seconds=args.header_read_timeout_seconds,
-        body_read_timeout_seconds=args.body_read_timeout_seconds,
-        keep_alive_timeout_seconds=args.keep_alive_timeout_seconds,
-        max_connections=args.max_connections,
-    )
-    from housing_platform.adapters.mlflow_registry import MissingTrackingDatabase, require_tracking_database
-
-    try:  # a wrong HOUSING_HOME or MLFLOW_TRACKING_URI: say so, rather than serve from an empty new registry
-        require_tracking_database(config.tracking_uri)
-    except MissingTrackingDatabase as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_SERVER_FAILED
-    config = config.model_copy(update={"require_tokens": not is_loopback(args.host)})  # fail closed off loopback
-    app = create_app(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=args.host, port=args.port, loop="uvloop", access_log=False,
-            log_level=args.log_level, timeout_graceful_shutdown=config.shutdown_flush_seconds, lifespan="on",
-            **uvicorn_options(config),  # httptools with read deadlines, keep-alive timeout, connection cap
-        )
-    )
-    # uvicorn handles SIGINT/SIGTERM (graceful shutdown: in-flight requests, then the capture flush)
-    # and re-raises the signal afterwards; with these handlers in place that re-raise is a no-op, so
-    # a requested stop ends with the exit code below instead of "killed by signal".
-    import signal
-
-    stop_requests: list[int] = []
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda received, frame: stop_requests.append(received))
-    try:
-        server.run()
-    except SystemExit:  # uvicorn exits with its own code when it cannot start (e.g. the port is taken)
-        return EXIT_SERVER_FAILED
-    if not server.started:  # uvicorn has logged why
-        return EXIT_SERVER_FAILED
-    writer = app.state.server.writer
-    if writer is not None and writer.stats().dropped:
-        print(f"warning: {writer.stats().dropped} capture rows were dropped", file=sys.stderr)
-        return EXIT_SERVER_FAILED
-    return EXIT_OK
-
-
-def command_score(args: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
-
-    from housing_platform.scoring.batch import InputFileError, read_districts
-    from housing_platform.scoring.errors import ScoringError
-
-    try:
-        frame = read_districts(args.input)
-    except InputFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    output = Path(args.output)
-    if output.suffix.lower() not in (".parquet", ".csv"):
-        print(f"error: {output}: the output must end in .parquet or .csv", file=sys.stderr)
-        return EXIT_UNREADABLE
-
-    from housing_platform.adapters.mlflow_registry import ModelRegistry
-    from housing_platform.adapters.model_uri import ModelReference, resolve_version
-    from housing_platform.config.environment import apply_process_defaults
-    from housing_platform.config.settings import HousingSettings
-    from housing_platform.scoring.batch import BATCH_PRECISION, score_frame
-    from housing_platform.scoring.verification import load_fast_scorer
-
-    settings = HousingSettings.from_env()
-    apply_process_defaults(settings)
-    try:
-        reference = ModelReference.parse(args.model_uri)
-        registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, model_name=reference.name,
-                                 must_exist=True)
-        version = resolve_version(registry, reference)
-        scorer = load_fast_scorer(f"models:/{reference.name}/{version}", precision=BATCH_PRECISION)
-    except ScoringError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_NO_MODEL
-    started = time.perf_counter()
-    scored = score_frame(scorer, frame, version)
-    seconds = time.perf_counter() - started
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        scored.to_parquet(output, index=False) if output.suffix.lower() == ".parquet" else scored.to_csv(output, index=False)
-    except OSError as error:
-        print(f"error: cannot write {output}: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    rejected = int((scored["rejected_rules"] != "").sum())
-    print(
-        f"{args.input}: {len(scored):,} rows scored with {reference.name} version {version} in {seconds:.2f} s "
-        f"({len(scored) - rejected:,} predicted, {rejected:,} rejected by schema rules) -> {output}"
-    )
-    return EXIT_OK
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="housing-platform",
@@ -289,69 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
     validate.set_defaults(handler=command_validate)
 
-    from housing_platform.devtools.scenarios import SCENARIOS
+    from housing_platform.cli import score, serving, simulate
 
-    simulate = commands.add_parser(
-        "simulate",
-        help="send scenario traffic (and feedback) from held-out districts to a running server",
-        description="Real HTTP requests to /v1/predict (and /v1/feedback with --feedback). "
-        "Exit 0: every request succeeded; 1: some failed; 2: the server is unreachable.",
-    )
-    simulate.add_argument("--url", default=f"http://{SERVER_HOST}:{SERVER_PORT}", help="server base URL")
-    simulate.add_argument("--scenario", choices=SCENARIOS, default="stable")
-    simulate.add_argument("--rows", type=int, default=1_000, help="districts to send")
-    simulate.add_argument("--feedback", action="store_true", help="also send the true values as feedback")
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--batch-size", type=int, default=100, help="rows per request")
-    simulate.add_argument("--data", default=None, help="district CSV to draw from (default: HOUSING_DATA_PATH)")
-    simulate.add_argument("--token", default=None, help="bearer token for a server that holds tokens "
-                          "(default: HOUSING_API_TOKEN)")
-    simulate.set_defaults(handler=command_simulate)
-
-    from housing_platform.server.server_config import DEFAULT_MODEL_URI, ServingConfig
-
-    serving = {name: field.default for name, field in ServingConfig.model_fields.items()}
-
-    serve = commands.add_parser(
-        "serve",
-        help="run the model server (FastAPI on uvicorn) for the champion, with data capture",
-        description="Serve /v1/predict, /v1/feedback, /health, /ready, /metrics (docs at /docs). Follows the "
-        "alias of --model-uri and swaps versions without failing a request. Stop with Ctrl-C or SIGTERM: "
-        "captures are flushed. Exit 0: clean stop; 1: server failure or captures lost; 2: invalid arguments.",
-    )
-    serve.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=f"default: {DEFAULT_MODEL_URI}")
-    serve.add_argument("--host", default=SERVER_HOST, help=f"default: {SERVER_HOST}")
-    serve.add_argument("--port", type=int, default=SERVER_PORT, help=f"default: {SERVER_PORT}")
-    serve.add_argument("--poll-interval-seconds", type=float, default=serving["poll_interval_seconds"],
-                       help="how often the alias is checked for a new version; 0: never "
-                       f"(default: {serving['poll_interval_seconds']:g})")
-    serve.add_argument("--capture-sample-percent", type=float, default=serving["capture_sample_percent"],
-                       help=f"share of scored rows captured (default: {serving['capture_sample_percent']:g})")
-    serve.add_argument("--capture-queue-rows", type=int, default=serving["capture_queue_rows"],
-                       help=f"bound on capture rows in memory; past it predict answers 503 + Retry-After, never drops "
-                            f"(default: {serving['capture_queue_rows']})")
-    serve.add_argument("--capture-overflow", choices=("backpressure", "spill"), default=serving["capture_overflow"],
-                       help="past --capture-queue-rows: 503 + Retry-After (backpressure), or answer after writing the rows "
-                            f"to the durable spill in the state folder (spill) (default: {serving['capture_overflow']})")
-    for name, unit in (("header_read_timeout_seconds", "s"), ("body_read_timeout_seconds", "s"),
-                       ("keep_alive_timeout_seconds", "s"), ("max_connections", "")):
-        field = ServingConfig.model_fields[name]
-        serve.add_argument("--" + name.replace("_", "-"), type=field.annotation, default=serving[name],
-                           help=f"{field.description} (default: {serving[name]:g}{unit})")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(handler=command_serve)
-
-    score = commands.add_parser(
-        "score",
-        help="score a CSV/Parquet of districts with the champion (the server's fast path) into Parquet/CSV",
-        description="Writes the input rows plus prediction, model_version, out_of_range and rejected_rules. "
-        "Exit 0: written; 1: no model could be loaded; 2: unreadable input or unwritable output.",
-    )
-    score.add_argument("input", help="CSV or Parquet file with the district feature columns")
-    score.add_argument("output", help="where to write the scored rows (.parquet or .csv)")
-    score.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=f"default: {DEFAULT_MODEL_URI}")
-    score.set_defaults(handler=command_score)
-
+    simulate.add_parser(commands)  # scenario traffic to a running server
+    serving.add_parser(commands)  # the model server
+    score.add_parser(commands)  # batch scoring of a file
     from housing_platform.cli import tokens
 
     tokens.add_parser(commands)  # token create | list | revoke
@@ -389,6 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return EXIT_OK
+    except ValueError as error:
+        from housing_platform.config.profiles import ProfileConfigurationError  # not imported by `validate`
+
+        if not isinstance(error, ProfileConfigurationError):
+            raise
+        print(f"error: {error}", file=sys.stderr)  # names the variable and its rule
+        return EXIT_INVALID_ARGUMENTS
 
 
 if __name__ == "__main__":

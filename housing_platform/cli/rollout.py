@@ -24,9 +24,9 @@ EXIT_DONE, EXIT_REFUSED, EXIT_NOT_FOUND = 0, 1, 2
 def _registry():
     from housing_platform.adapters.mlflow_registry import MissingTrackingDatabase, ModelRegistry
     from housing_platform.config.environment import apply_process_defaults
-    from housing_platform.config.settings import HousingSettings
+    from housing_platform.config.runtime import process_settings
 
-    settings = HousingSettings.from_env()
+    settings = process_settings()
     apply_process_defaults(settings)
     try:
         return ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, must_exist=True), settings

@@ -39,9 +39,9 @@ def _pending(args: argparse.Namespace):
         ModelRegistry,
     )
     from housing_platform.config.environment import apply_process_defaults
-    from housing_platform.config.settings import HousingSettings
+    from housing_platform.config.runtime import process_settings
 
-    settings = HousingSettings.from_env()
+    settings = process_settings()
     apply_process_defaults(settings)
     try:
         registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, must_exist=True)
@@ -79,7 +79,7 @@ def _record(registry, version: str, status: str, args: argparse.Namespace) -> st
 
 def command_approve(args: argparse.Namespace) -> int:
     from housing_platform.adapters.mlflow_registry import FAST_PATH_VERIFIED_TAG, PENDING_REASON_TAG
-    from housing_platform.config.settings import HousingSettings
+    from housing_platform.config.runtime import process_settings
     from housing_platform.scoring.errors import ScoringError
     from housing_platform.scoring.fallback import write_fallback_baseline
     from housing_platform.scoring.verification import load_fast_scorer
@@ -101,7 +101,7 @@ def command_approve(args: argparse.Namespace) -> int:
     # As at an automatic promotion: the new champion's baseline is what the server falls back to.
     baseline = registry.fallback_baseline(version.version)
     if baseline is not None:
-        write_fallback_baseline(HousingSettings.from_env().fallback_baseline_path,
+        write_fallback_baseline(process_settings().fallback_baseline_path,
                                 {**baseline, "model_version": version.version})
     person = _record(registry, version.version, "approved", args)
     from housing_platform.adapters.alias_moves import record_direct_promotion

@@ -139,13 +139,17 @@ class LoopbackService:
     def wait_ready(self, timeout_seconds: float) -> object:
         raise NotImplementedError
 
-    def __enter__(self):
+    def start(self) -> None:
+        """Start the process without waiting (to start several at once); :meth:`wait_ready` next."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.command(), env=self.environment(), cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=self.own_process_group,
         )
+
+    def __enter__(self):
+        self.start()
         try:
             self.wait_ready()
         except BaseException:
