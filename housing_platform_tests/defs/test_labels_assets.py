@@ -136,7 +136,7 @@ def test_poisoning_burst_is_held_then_rejected_and_never_reaches_training_data(w
     second = world.run()
     assert all(e.passed for e in second.get_asset_check_evaluations())  # nothing new to judge
     training = second.asset_materializations_for_node("training_data")[0].metadata
-    assert training["feedback_rows"].value == len(admitted)
+    assert training["feedback_rows_raw"].value == len(admitted)
     assert set(world.value("labelled_traffic")["request_id"]).isdisjoint(poisoned)
 
 
