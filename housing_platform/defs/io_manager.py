@@ -31,6 +31,8 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 from upath import UPath
 
+from housing_platform.defs.metadata import COUNT, number_metadata
+
 PARQUET, JSON = ".parquet", ".json"
 CONTENT_TYPES = {PARQUET: "application/vnd.apache.parquet", JSON: "application/json"}
 MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NotFound"}
@@ -102,10 +104,7 @@ class ParquetJsonIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
         # old Parquet file behind to be read instead (and the other way round).
         self.unlink(with_suffix(path, stale))
         context.add_output_metadata(
-            {
-                "storage_path": dg.MetadataValue.path(self.uri(stored)),
-                "stored_bytes": dg.MetadataValue.int(len(body)),
-            }
+            {"storage_path": dg.MetadataValue.path(self.uri(stored)), **number_metadata("stored_bytes", len(body), COUNT)}
         )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:

@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from housing_platform.core.numbers import (  # the kinds are re-exported: defs name them from here
+    CHANGE,  # noqa: F401
     COUNT,
     DOLLARS,  # noqa: F401
     MILLISECONDS,  # noqa: F401

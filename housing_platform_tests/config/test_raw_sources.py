@@ -132,7 +132,7 @@ def test_same_districts_from_file_s3_or_postgres_have_one_data_version(stores, p
         assert result.success, source
         [materialization] = result.asset_materializations_for_node("raw_housing_data")
         assert materialization.tags["dagster/data_version"] == expected, source.uri
-        assert materialization.metadata["row_count"].value == 300
+        assert materialization.metadata["row_count_raw"].value == 300
     pd.testing.assert_frame_equal(result.output_for_node("raw_housing_data"), stores["frame"], check_dtype=False)
 
 

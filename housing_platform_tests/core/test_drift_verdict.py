@@ -18,7 +18,7 @@ from housing_platform.core.drift_history import FollowUp, history_day, history_h
 from housing_platform.core.drift_report_html import LIB_FILE, LIB_FOLDER
 from housing_platform.core.drift_rules import RULES
 from housing_platform.core.drift_verdict import CHECK_NAME, drift_verdict
-from housing_platform.core.numbers import COUNT, DOLLARS, MILLISECONDS, SCORE, SHARE, for_people
+from housing_platform.core.numbers import CHANGE, COUNT, DOLLARS, MILLISECONDS, SCORE, SHARE, for_people
 from housing_platform.core.validation import read_housing_csv, validate_housing_frame
 from housing_platform.devtools.scenarios import make_scenario
 
@@ -107,6 +107,7 @@ def test_numbers_read_as_people_read_them() -> None:
     assert for_people(43640.65335861016, DOLLARS) == "$43,640.65"
     assert for_people(-1234.5, DOLLARS) == "-$1,234.50"
     assert for_people(0.1111111111111111, SHARE) == "11.1%"
+    assert (for_people(0.25, CHANGE), for_people(-0.0312, CHANGE)) == ("+25.0%", "-3.1%")
     assert for_people(0.59987, SCORE) == "0.600"
     assert for_people(12345, COUNT) == "12,345"
     assert for_people(12.34, MILLISECONDS) == "12.3 ms"

@@ -99,7 +99,7 @@ def test_profile_asset_records_statistics_plots_and_schema(housing_settings: Hou
         metadata = result.asset_materializations_for_node("housing_data_profile")[0].metadata
         stored = instance.get_latest_materialization_event(dg.AssetKey("housing_data_profile"))
 
-    assert metadata["profiled_rows"].value == 200
+    assert metadata["profiled_rows_raw"].value == 200
     assert metadata["strongest_feature"].value == "median_income"
     assert "median_house_value" in metadata["statistics"].value
     assert metadata["plots"].value.count("data:image/png;base64,") == 3
@@ -124,7 +124,7 @@ def test_the_profile_describes_the_validated_rows_not_the_raw_file(
         result = materialize_profile(housing_settings, csv, instance)
     assert result.success
     metadata = result.asset_materializations_for_node("housing_data_profile")[0].metadata
-    assert metadata["profiled_rows"].value == len(districts) - 1
+    assert metadata["profiled_rows_raw"].value == len(districts) - 1
     statistics = pd.read_parquet(housing_settings.storage_dir / "housing_data_profile.parquet").set_index("column")
     assert statistics.loc["median_income", "max"] == pytest.approx(districts["median_income"].iloc[1:].max())
     assert statistics.loc["median_income", "count"] == len(districts) - 1

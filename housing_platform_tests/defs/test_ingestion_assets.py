@@ -47,14 +47,14 @@ def test_ingestion_materializes_the_real_file(housing_settings: HousingSettings,
         assert DOWNSTREAM_RAN == [20_637]
 
         raw = result.asset_materializations_for_node("raw_housing_data")[0]
-        assert raw.metadata["row_count"].value == 20_640
+        assert raw.metadata["row_count_raw"].value == 20_640
         assert raw.metadata["sha256"].value == file_sha256(real_data_path)
         record = instance.get_latest_materialization_event(dg.AssetKey("raw_housing_data"))
         # The data version hashes the content, not the bytes (adapters/raw_sources.py).
         assert record.asset_materialization.tags["dagster/data_version"] == content_sha256(pd.read_csv(real_data_path))
 
         validated = result.asset_materializations_for_node("validated_housing_data")[0]
-        assert validated.metadata["quarantined_rows"].value == 3
+        assert validated.metadata["quarantined_rows_raw"].value == 3
         quarantine = Path(validated.metadata["quarantine_path"].value)
         assert quarantine.parent == housing_settings.quarantine_dir
         assert len(pd.read_csv(quarantine)) == 3

@@ -71,7 +71,7 @@ def test_frames_dicts_and_partitions_round_trip_as_parquet_and_json(storage: Sto
         assert result.success
         metadata = result.asset_materializations_for_node("district_frame")[0].metadata
         assert metadata["storage_path"].value == storage.location("district_frame.parquet")
-        assert metadata["stored_bytes"].value == len(storage.read("district_frame.parquet"))
+        assert metadata["stored_bytes_raw"].value == len(storage.read("district_frame.parquet"))
         for region in regions.get_partition_keys():
             assert dg.materialize(
                 [district_frame, regional_frame, regional_rows],

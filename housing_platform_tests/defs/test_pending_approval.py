@@ -136,7 +136,7 @@ def test_a_version_trained_on_prices_times_1_25_waits_in_pending_approval(platfo
     assert (f"golden holdout RMSE ${golden['metrics']['rmse']:,.0f} vs champion "
             f"${golden['champion_metrics']['rmse']:,.0f} on {golden['rows']:,} pinned rows") in description
     assert f"Test split RMSE ${report['metrics']['rmse']:,.0f} vs champion v1" in description
-    assert check.metadata["median_change_INLAND"].value == pytest.approx(0.25, abs=0.01)
+    assert check.metadata["median_change_INLAND_raw"].value == pytest.approx(0.25, abs=0.01)
     materialization = held.asset_materializations_for_node("registered_model_version")[0]
     assert materialization.metadata["pending_approval"].value is True
 

@@ -133,12 +133,12 @@ def test_a_verified_version_becomes_champion_and_the_old_one_previous(fresh: Reg
     check = _check(result)
     assert check.passed and check.blocking
     scorer = FastScorer.from_python_model(champion_pyfunc.unwrap_python_model())  # the same transformer
-    assert check.metadata["rows_compared"].value == len(probe_frame(scorer)) + len(fresh.models.test)
-    assert check.metadata["rows_outside_bound"].value == 0
+    assert check.metadata["rows_compared_raw"].value == len(probe_frame(scorer)) + len(fresh.models.test)
+    assert check.metadata["rows_outside_bound_raw"].value == 0
     # Both fast paths were compared: the server's (float64) and batch scoring's.
     assert (check.metadata["server_precision"].value, check.metadata["batch_precision"].value) == ("float64", BATCH_PRECISION)
-    assert check.metadata["batch_rows_outside_bound"].value == 0
-    assert 0 < check.metadata["worst_deviation_to_bound"].value <= 1.0
+    assert check.metadata["batch_rows_outside_bound_raw"].value == 0
+    assert 0 < check.metadata["worst_deviation_to_bound_raw"].value <= 1.0
     champion, previous, count = _state(fresh.registry)
     assert count == count_before + 1 and champion == str(count)
     assert previous == champion_before
@@ -172,8 +172,8 @@ def test_a_version_whose_fast_path_differs_is_refused_and_no_alias_moves(fresh: 
     check = _check(result)
     assert not check.passed and check.blocking
     refused = str(count_before + 1)
-    assert check.metadata["rows_outside_bound"].value > 0
-    assert check.metadata["worst_deviation_to_bound"].value > 10.0
+    assert check.metadata["rows_outside_bound_raw"].value > 0
+    assert check.metadata["worst_deviation_to_bound_raw"].value > 10.0
     assert f"/{refused}:" in check.description and "differs from the registered model beyond" in check.description
     assert f"Version {refused} refused" in check.description
     assert _state(fresh.registry) == (champion_before, previous_before, count_before + 1)
@@ -211,8 +211,8 @@ def test_a_held_version_warns_naming_the_label_moves_and_both_yardsticks() -> No
         "$108,400 → $135,500 (+25.0%, 6,500 → 6,500 rows). Test split RMSE $52,000 vs champion v1 $67,000; golden "
         "holdout RMSE $63,400 vs champion $43,500 on 4,149 pinned rows."
     )
-    assert result.metadata["median_change_INLAND"].value == 0.25
-    assert result.metadata["champion_golden_rmse"].value == 43_500.0
+    assert result.metadata["median_change_INLAND_raw"].value == 0.25
+    assert result.metadata["champion_golden_rmse_raw"].value == 43_500.0
 
 
 def test_a_promoted_version_passes_the_label_check_with_its_numbers() -> None:

@@ -46,6 +46,7 @@ from housing_platform.devtools.tiny_models import records
 from housing_platform_tests.factories import make_districts
 from housing_platform_tests.server.broken_scorers import break_challenger, break_champion, non_finite_output
 from housing_platform_tests.server.conftest import ThreadServer
+from housing_platform_tests.support import bare_numbers
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +127,8 @@ class Scenario:
         assert result.success
         (evaluation,) = result.get_asset_check_evaluations()
         assert evaluation.check_name == DECISION_CHECK
+        (materialization,) = result.asset_materializations_for_node("challenger_comparison")
+        assert bare_numbers(evaluation.metadata) == bare_numbers(materialization.metadata) == []
         return evaluation
 
 
@@ -152,7 +155,7 @@ def test_a_clearly_better_shadow_challenger_is_promoted_and_served(scenario, ins
     assert scenario.server.state.flush_captures(30)
     evaluation = scenario.compare(instance)
     assert outcome(evaluation) == "promote", evaluation.description
-    assert evaluation.metadata["ci_upper"].value < 0  # better, not merely not worse
+    assert evaluation.metadata["ci_upper_raw"].value < 0  # better, not merely not worse
     assert scenario.registry.champion().version == "2"
     assert scenario.registry.version_by_alias(PREVIOUS_ALIAS).version == "1"
     scenario.ready(serving_version="2", challenger_version=None)
@@ -183,7 +186,7 @@ def test_below_the_label_minimum_the_comparison_waits_and_says_how_many_more(sce
     assert scenario.server.state.flush_captures(30)
     evaluation = scenario.compare(instance)
     assert outcome(evaluation) == "wait" and evaluation.passed
-    assert evaluation.metadata["more_labelled_rows_needed"].value >= 100  # a 200-row minimum, < 60 rows per model
+    assert evaluation.metadata["more_labelled_rows_needed_raw"].value >= 100  # a 200-row minimum, < 60 rows per model
     assert scenario.registry.version_by_alias(CHALLENGER_ALIAS).version == "2"
 
 
@@ -201,6 +204,7 @@ def test_a_degraded_direct_promotion_is_rolled_back_and_previous_served(scenario
     assert isinstance(result, dg.SensorResult) and result.run_requests
     (event,) = result.asset_events
     assert event.metadata["action"].value == ROLLBACK and event.metadata["rolled_back"].value == "2"
+    assert event.metadata["evidence_ci_lower_raw"].value > 0.05 and bare_numbers(event.metadata) == []
     scenario.ready(serving_version="1")
     served_back = time.monotonic() - promoted
     predicted = scenario.client.post("/v1/predict", json={"instances": records(make_districts(3, seed=99))}).json()

@@ -19,6 +19,7 @@ from housing_platform.defs.training.search import (
     recorded_best,
 )
 from housing_platform_tests.factories import make_districts
+from housing_platform_tests.support import bare_numbers, raw_numbers
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,9 @@ def test_a_tiny_search_logs_its_trials_as_child_runs_and_records_the_best(tmp_pa
     # Progress was logged per trial in the Dagster log.
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("trial 2/2: validation RMSE $" in m for m in messages)
+    metadata = result.asset_materializations_for_node("hyperparameter_search")[0].metadata
+    assert raw_numbers(metadata)["best_validation_rmse_raw"] == best["validation_rmse"]
+    assert bare_numbers(metadata) == []
 
 
 def test_the_recorded_best_is_the_default_and_run_config_overrides_it() -> None:

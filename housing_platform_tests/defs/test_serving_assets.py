@@ -105,8 +105,8 @@ def test_batch_predictions_scores_a_parquet_file_with_the_champion_and_records_t
 
     metadata = result.asset_materializations_for_node("batch_predictions")[0].metadata
     assert metadata["model_version"].value == champion
-    assert metadata["scored_rows"].value == len(source) - 1
-    assert metadata["rejected_rows"].value == 1
+    assert metadata["scored_rows_raw"].value == len(source) - 1
+    assert metadata["rejected_rows_raw"].value == 1
     assert metadata["path"].value == str(written)
 
 
@@ -219,7 +219,7 @@ def test_the_check_fails_naming_both_versions_when_the_endpoint_serves_the_old_o
     assert "while `champion` is version 2 (since " in evaluation.description
     metadata = {key: value.value for key, value in evaluation.metadata.items()}
     assert metadata["champion_version"] == "2" and metadata["latest_capture_version"] == "1"
-    assert metadata["recent_captures"] == 40 and metadata["captures_from_other_versions_after_settling"] == 40
+    assert metadata["recent_captures_raw"] == 40 and metadata["captures_from_other_versions_after_settling_raw"] == 40
 
 
 def test_the_check_passes_once_the_endpoint_serves_the_champion_and_says_why_when_idle(endpoint) -> None:

@@ -23,11 +23,14 @@ from housing_platform.core import model_gate as gate
 from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.definitions import build_definitions
+from housing_platform.defs.ingestion.checks import VALIDATION_CHECKS
 from housing_platform.defs.io_manager import ParquetJsonIOManager
 from housing_platform.defs.labels.assets import labelled_traffic
+from housing_platform.defs.registry.checks import FAST_PATH_CHECK, LABEL_SHIFT_CHECK
 from housing_platform.defs.resources import CaptureStoreResource, MLflowResource
 from housing_platform.defs.training.assets import training_data
 from housing_platform_tests.factories import make_districts
+from housing_platform_tests.support import bare_numbers, raw_numbers
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +131,17 @@ def test_evaluation_report_has_metrics_slices_baselines_and_plots(pipeline: Pipe
     for path in report["plots"].values():
         assert Path(path).exists() and Path(path).is_relative_to(pipeline.settings.home)
     assert "data:image/png;base64," in materialization.metadata["plots"].value
+
+
+def test_every_number_a_training_run_records_reads_for_people_beside_its_raw_value(first_run) -> None:
+    examined = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+                for e in first_run.get_asset_materialization_events()}
+    examined.update({e.check_name: e.metadata for e in first_run.get_asset_check_evaluations()})
+    # Not vacuous: the run's assets and its gates' checks were examined, with numbers for tools among them.
+    assert {"validated_housing_data", "training_data", "evaluation_report", "registered_model_version",
+            *gate.GATE_CHECKS, FAST_PATH_CHECK, LABEL_SHIFT_CHECK, *VALIDATION_CHECKS} <= set(examined)
+    assert raw_numbers(examined[FAST_PATH_CHECK]) and raw_numbers(examined[gate.RMSE_CHECK])
+    assert {name: bare_numbers(metadata) for name, metadata in examined.items() if bare_numbers(metadata)} == {}
 
 
 def test_transformer_is_fit_on_the_train_split_only(pipeline: Pipeline, first_run) -> None:
@@ -249,7 +263,7 @@ def test_training_data_appends_labelled_captures_with_their_fed_back_values(tmp_
         check_dtype=False,
     )
     metadata = result.asset_materializations_for_node("training_data")[0].metadata
-    assert (metadata["base_rows"].value, metadata["feedback_rows"].value) == (50, 4)
-    assert metadata["feedback_rows_rejected"].value == 0  # held upstream by labelled_traffic
+    assert (metadata["base_rows_raw"].value, metadata["feedback_rows_raw"].value) == (50, 4)
+    assert metadata["feedback_rows_rejected_raw"].value == 0  # held upstream by labelled_traffic
     held = result.asset_materializations_for_node("labelled_traffic")[0].metadata
-    assert (held["admitted_now"].value, held["held_now"].value) == (4, 1)
+    assert (held["admitted_now_raw"].value, held["held_now_raw"].value) == (4, 1)

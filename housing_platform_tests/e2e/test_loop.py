@@ -107,7 +107,7 @@ def test_closed_loop_from_drift_to_a_refused_candidate_and_a_promoted_served_cha
 
     promoted = loop.retrain(defs, instance, tick.request, with_gate(ACCEPTING_GATE))
     training_data = promoted.asset_materializations_for_node("training_data")[0].metadata
-    assert training_data["feedback_rows"].value == 2_500  # the labelled live traffic is learned from
+    assert training_data["feedback_rows_raw"].value == 2_500  # the labelled live traffic is learned from
     assert gate_verdicts(promoted) == dict.fromkeys(gate.GATE_CHECKS, True)
     report = defs.load_asset_value("evaluation_report", instance=instance)
     assert report["champion"]["version"] == "1"  # compared with the real champion on the same rows

@@ -20,9 +20,10 @@ from housing_platform.core.validation import (
     validate_housing_frame,
 )
 from housing_platform.defs.code_versions import asset_code_version
-from housing_platform.defs.ingestion.checks import validation_check_specs
+from housing_platform.defs.ingestion.checks import VALUE_KINDS, validation_check_specs
 from housing_platform.defs.ingestion.config import ValidationGateConfig
 from housing_platform.defs.metadata import (
+    COUNT,
     DOLLARS,
     SCORE,
     SHARE,
@@ -81,8 +82,7 @@ def raw_housing_data(context: dg.AssetExecutionContext, housing_state: HousingSt
             **location,
             "content_sha256": sha,
             "sha256": raw.bytes_sha256 or "none (read from a database)",
-            "row_count": dg.MetadataValue.int(len(frame)),
-            "column_count": dg.MetadataValue.int(frame.shape[1]),
+            **numbers_metadata({"row_count": (len(frame), COUNT), "column_count": (frame.shape[1], COUNT)}),
             "preview": markdown_table(frame),
             **column_schema_metadata(frame),
         },
@@ -140,8 +140,8 @@ def validated_housing_data(
     yield dg.Output(
         outcome.valid,
         metadata={
-            "row_count": dg.MetadataValue.int(len(outcome.valid)),
-            "quarantined_rows": dg.MetadataValue.int(len(outcome.quarantine)),
+            **numbers_metadata({"row_count": (len(outcome.valid), COUNT),
+                                "quarantined_rows": (len(outcome.quarantine), COUNT)}),
             **number_metadata("quarantine_share", outcome.quarantine_share, SHARE),
             "quarantine_path": dg.MetadataValue.path(str(quarantine_path)) if quarantine_path else "none",
             "failed_rules": markdown_table(outcome.summary, rows=50) if len(outcome.summary) else "none",
@@ -158,7 +158,8 @@ def validated_housing_data(
             passed=result.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=result.description,
-            metadata={"value": dg.MetadataValue.float(result.value), "limit": dg.MetadataValue.float(result.limit)},
+            metadata=numbers_metadata({"value": (result.value, VALUE_KINDS[result.name]),
+                                       "limit": (result.limit, VALUE_KINDS[result.name])}),
         )
 
 
@@ -195,10 +196,10 @@ def housing_data_profile(
     return dg.Output(
         statistics,
         metadata={
-            "profiled_rows": dg.MetadataValue.int(len(validated_housing_data)),
-            "column_count": dg.MetadataValue.int(validated_housing_data.shape[1]),
-            "null_cells": dg.MetadataValue.int(int(statistics["nulls"].sum())),
             **numbers_metadata({
+                "profiled_rows": (len(validated_housing_data), COUNT),
+                "column_count": (validated_housing_data.shape[1], COUNT),
+                "null_cells": (int(statistics["nulls"].sum()), COUNT),
                 "target_mean": (float(validated_housing_data["median_house_value"].mean()), DOLLARS),
                 "target_median": (float(validated_housing_data["median_house_value"].median()), DOLLARS),
             }),

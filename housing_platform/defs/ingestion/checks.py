@@ -17,9 +17,12 @@ from housing_platform.core.validation import (
     QUARANTINE_SHARE_CHECK,
     DataGateLimits,
 )
+from housing_platform.defs.metadata import COUNT, SHARE
 
 VALIDATED_ASSET = "validated_housing_data"
 VALIDATION_CHECKS = DATA_GATE_CHECKS
+# What each rule's `value` and `limit` are, so people read them as such: shares, except the row count.
+VALUE_KINDS = {name: COUNT if name == ENOUGH_ROWS_CHECK else SHARE for name in VALIDATION_CHECKS}
 
 __all__ = [
     "DUPLICATE_SHARE_CHECK",
@@ -27,6 +30,7 @@ __all__ = [
     "NULL_SHARE_CHECK",
     "QUARANTINE_SHARE_CHECK",
     "VALIDATION_CHECKS",
+    "VALUE_KINDS",
     "data_gate_descriptions",
     "validation_check_specs",
 ]

@@ -27,7 +27,7 @@ from housing_platform.defs.labels.checks import (
     label_check_specs,
 )
 from housing_platform.defs.labels.config import LabelGateConfig
-from housing_platform.defs.metadata import markdown_table
+from housing_platform.defs.metadata import COUNT, SCORE, markdown_table, number_metadata, numbers_metadata
 from housing_platform.defs.resources import CaptureStoreResource, MLflowResource
 
 GROUP = "labels"
@@ -144,27 +144,29 @@ def labelled_traffic(
     yield dg.Output(
         trainable,
         metadata={
-            "row_count": dg.MetadataValue.int(len(trainable)),
-            "labelled_captures": dg.MetadataValue.int(len(labelled)),
-            "new_labels": dg.MetadataValue.int(len(new)),
-            "admitted_now": dg.MetadataValue.int(int(admitted_mask.sum())),
-            "held_now": dg.MetadataValue.int(sum(held_rows.values())),
-            "held_pending_review": dg.MetadataValue.int(int(pending["row_count"].sum()) if len(pending) else 0),
-            "approved_rows": dg.MetadataValue.int(int((trainable[STATUS_COLUMN] == "approved").sum())),
+            **numbers_metadata({
+                "row_count": (len(trainable), COUNT),
+                "labelled_captures": (len(labelled), COUNT),
+                "new_labels": (len(new), COUNT),
+                "admitted_now": (int(admitted_mask.sum()), COUNT),
+                "held_now": (sum(held_rows.values()), COUNT),
+                "held_pending_review": (int(pending["row_count"].sum()) if len(pending) else 0, COUNT),
+                "approved_rows": (int((trainable[STATUS_COLUMN] == "approved").sum()), COUNT),
+            }),
             "source_key": source_key,
             "champion_version": str(champion_version or "none"),
         },
     )
     consistency_groups = result.groups.astype({"rows": int}) if len(result.groups) else result.groups
     schema_share = held_rows[SCHEMA_CHECK] / max(len(new), 1)
-    common = {"source_key": source_key, "new_labels": dg.MetadataValue.int(len(new))}
+    common = {"source_key": source_key, **number_metadata("new_labels", len(new), COUNT)}
     yield dg.AssetCheckResult(
         check_name=SCHEMA_CHECK,
         passed=schema_share <= config.max_schema_failure_share,
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"{held_rows[SCHEMA_CHECK]:,} of {len(new):,} new labels break the schema ({schema_share:.2%}, "
         f"limit {config.max_schema_failure_share:.0%}); held: " + (_held_summary(held[SCHEMA_CHECK], held_ids[SCHEMA_CHECK]) or "none"),
-        metadata={**common, "held_rows": dg.MetadataValue.int(held_rows[SCHEMA_CHECK]),
+        metadata={**common, **number_metadata("held_rows", held_rows[SCHEMA_CHECK], COUNT),
                   "held_batches": ", ".join(map(str, held_ids[SCHEMA_CHECK])) or "none"},
     )
     yield dg.AssetCheckResult(
@@ -173,7 +175,7 @@ def labelled_traffic(
         severity=dg.AssetCheckSeverity.ERROR,
         description=(_held_summary(held[VOLUME_CHECK], held_ids[VOLUME_CHECK])
                      or f"every source within {limits.max_labels_per_source_per_day:,} labels per day"),
-        metadata={**common, "held_rows": dg.MetadataValue.int(held_rows[VOLUME_CHECK]),
+        metadata={**common, **number_metadata("held_rows", held_rows[VOLUME_CHECK], COUNT),
                   "held_batches": ", ".join(map(str, held_ids[VOLUME_CHECK])) or "none",
                   "labels_per_source": dg.MetadataValue.json(new[consistency.SOURCE_COLUMN].value_counts().to_dict())},
     )
@@ -186,11 +188,11 @@ def labelled_traffic(
         description=result.description,
         metadata={
             **common,
-            "held_rows": dg.MetadataValue.int(held_rows[CONSISTENCY_CHECK]),
+            **number_metadata("held_rows", held_rows[CONSISTENCY_CHECK], COUNT),
             "held_by_source": dg.MetadataValue.json(by_source),
             "held_batches": ", ".join(map(str, held_ids[CONSISTENCY_CHECK])) or "none",
-            "largest_median_ratio": dg.MetadataValue.float(
-                float(fired["median_ratio_vs_trusted"].max()) if len(fired) else float("nan")),
+            **number_metadata("largest_median_ratio",
+                              float(fired["median_ratio_vs_trusted"].max()) if len(fired) else None, SCORE),
             "reason": result.description,
             "champion_version": str(champion_version or "none"),
             "groups": markdown_table(consistency_groups, rows=60, floatfmt=".3g") if len(consistency_groups) else "not judged",

@@ -34,7 +34,7 @@ from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.splits import SPLIT_COLUMN
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.config_fields import field_from
-from housing_platform.defs.metadata import DOLLARS, number_metadata
+from housing_platform.defs.metadata import COUNT, DOLLARS, number_metadata
 from housing_platform.defs.registry.checks import (
     fast_path_check_result,
     fast_path_check_spec,
@@ -225,7 +225,7 @@ def registered_model_version(
             "mlflow_run": dg.MetadataValue.url(registry.run_url(version.run_id)),
             "git_commit": tags["git_commit"],
             "raw_housing_data_version": tags["raw_housing_data_version"],
-            "reference_rows": dg.MetadataValue.int(len(reference)),
+            **number_metadata("reference_rows", len(reference), COUNT),
         },
     )
     yield fast_path_check_result(verdict, version.version, promoted)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from housing_platform.core.model_gate import GateThresholds
 from housing_platform.core.schema import FEATURE_COLUMNS
+from housing_platform.defs.metadata import CHANGE, COUNT, DOLLARS, SCORE, number_metadata, numbers_metadata
 from housing_platform.scoring.batch import BATCH_PRECISION
 from housing_platform.scoring.errors import ScoringError
 from housing_platform.scoring.verification import SkewCheck, check_skew, load_fast_scorer, probe_frame
@@ -105,19 +106,20 @@ def fast_path_check_result(verdict: FastPathVerdict, version: str, promoted: boo
     """The blocking check's result: passed or not, why, and the numbers per use."""
     metadata: dict[str, dg.RawMetadataValue] = {
         "model_version": version,
-        "rows_compared": dg.MetadataValue.int(verdict.rows),
-        "rows_outside_bound": dg.MetadataValue.int(verdict.rows_outside),
+        **numbers_metadata({"rows_compared": (verdict.rows, COUNT), "rows_outside_bound": (verdict.rows_outside, COUNT)}),
         "promoted": promoted,
     }
     if verdict.checks:
-        metadata["worst_deviation_to_bound"] = dg.MetadataValue.float(verdict.worst_ratio)
+        metadata.update(number_metadata("worst_deviation_to_bound", verdict.worst_ratio, SCORE))
     for use, check in verdict.checks.items():
         i = check.worst_row
         metadata[f"{use}_precision"] = verdict.precisions[use]
-        metadata[f"{use}_worst_deviation_to_bound"] = dg.MetadataValue.float(check.worst_ratio)
-        metadata[f"{use}_worst_deviation_dollars"] = dg.MetadataValue.float(float(check.deviations[i]))
-        metadata[f"{use}_worst_bound_dollars"] = dg.MetadataValue.float(float(check.bounds[i]))
-        metadata[f"{use}_rows_outside_bound"] = dg.MetadataValue.int(check.rows_outside)
+        metadata.update(numbers_metadata({
+            f"{use}_worst_deviation_to_bound": (check.worst_ratio, SCORE),
+            f"{use}_worst_deviation_dollars": (float(check.deviations[i]), DOLLARS),
+            f"{use}_worst_bound_dollars": (float(check.bounds[i]), DOLLARS),
+            f"{use}_rows_outside_bound": (check.rows_outside, COUNT),
+        }))
     if verdict.error is not None:
         metadata["error"] = dg.MetadataValue.text(verdict.error)
     outcome = "" if verdict.passed else f" Version {version} refused: `champion` not moved."
@@ -152,18 +154,18 @@ def label_shift_check_result(report: dict, version: str, held: bool) -> dg.Asset
     if champion:
         yardsticks += f" vs champion v{champion['version']} ${champion['metrics']['rmse']:,.0f}"
     metadata: dict[str, dg.RawMetadataValue] = {
-        "model_version": version, "pending_approval": held, "test_rmse": dg.MetadataValue.float(report["metrics"]["rmse"]),
+        "model_version": version, "pending_approval": held, **number_metadata("test_rmse", report["metrics"]["rmse"], DOLLARS),
     }
     if golden:
         yardsticks += f"; golden holdout RMSE ${golden['metrics']['rmse']:,.0f}"
-        metadata["golden_rmse"] = dg.MetadataValue.float(golden["metrics"]["rmse"])
+        metadata.update(number_metadata("golden_rmse", golden["metrics"]["rmse"], DOLLARS))
         if golden.get("champion_metrics"):
             yardsticks += f" vs champion ${golden['champion_metrics']['rmse']:,.0f}"
-            metadata["champion_golden_rmse"] = dg.MetadataValue.float(golden["champion_metrics"]["rmse"])
+            metadata.update(number_metadata("champion_golden_rmse", golden["champion_metrics"]["rmse"], DOLLARS))
         yardsticks += f" on {golden['rows']:,} pinned rows"
     for move in shift.get("moves", []):
         if move["compared"]:
-            metadata[f"median_change_{move['category']}"] = dg.MetadataValue.float(move["change"])
+            metadata.update(number_metadata(f"median_change_{move['category']}", move["change"], CHANGE))
     reason = shift.get("reason", "label shift not assessed (no label_shift in the evaluation report)")
     outcome = (f"Version {version} waits in `pending_approval`: `housing-platform approve {version}` or "
                f"`housing-platform reject {version}`. " if held else "")

@@ -25,6 +25,7 @@ from housing_platform.adapters.alias_moves import (
 from housing_platform.adapters.mlflow_registry import PREVIOUS_ALIAS
 from housing_platform.core.rollout import PROMOTE, REJECT, SHADOW, compare_paired, compare_two_sample, rollout_decision
 from housing_platform.defs.code_versions import asset_code_version
+from housing_platform.defs.metadata import COUNT, SHARE, number_metadata, numbers_metadata
 from housing_platform.defs.monitoring.partitions import daily_partitions, day_window
 from housing_platform.defs.resources import CaptureStoreResource, MLflowResource
 from housing_platform.defs.rollout import evidence
@@ -49,7 +50,7 @@ def rollout_glance(registry) -> dict:
         "challenger": challenger.version if challenger else "none",
         "previous": previous.version if previous else "none",
         "rollout": mode,
-        "rollout_share": dg.MetadataValue.float(share if share is not None else 0.0),
+        **number_metadata("rollout_share", share, SHARE),  # n/a without a challenger
     }
 
 
@@ -119,8 +120,8 @@ def challenger_comparison(context: dg.AssetExecutionContext, config: ChallengerC
         "compared_rollout": mode,
         "outcome": decision.outcome,
         "aliases_moved": moved,
-        "untrusted_labels_left_out": dg.MetadataValue.int(traffic.untrusted_labels),
-        "captured_rows": dg.MetadataValue.int(len(frame)),
+        **numbers_metadata({"untrusted_labels_left_out": (traffic.untrusted_labels, COUNT),
+                            "captured_rows": (len(frame), COUNT)}),
     })
     yield decision_check_result(decision, champion.version, challenger.version, mode, moved)
 
@@ -145,7 +146,7 @@ def alias_history_asset(context: dg.AssetExecutionContext, mlflow_tracking: MLfl
     table = "| at (UTC) | action | alias | move | by | why |\n|---|---|---|---|---|---|\n" + rows
     return dg.Output([e.__dict__ for e in events], metadata={
         **rollout_glance(registry),
-        "moves": dg.MetadataValue.int(len(events)),
+        **number_metadata("moves", len(events), COUNT),
         "last_move": events[-1].describe() if events else "none",
         "history": dg.MetadataValue.md(table if events else "no alias move recorded"),
     })

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from housing_platform.core.rollout import REJECT, WAIT, Decision, RolloutConfig
+from housing_platform.defs.metadata import CHANGE, COUNT, DOLLARS, SCORE, number_metadata, numbers_metadata
 
 DECISION_CHECK = "challenger_not_worse_than_champion"
 
@@ -32,22 +33,20 @@ def decision_check_result(decision: Decision, champion: str, challenger: str, mo
     }
     c = decision.comparison
     if c is not None:
-        metadata.update({
-            "labelled_rows_champion": dg.MetadataValue.int(c.rows_champion),
-            "labelled_rows_challenger": dg.MetadataValue.int(c.rows_challenger),
-            "rmse_champion": dg.MetadataValue.float(c.rmse_champion),
-            "rmse_challenger": dg.MetadataValue.float(c.rmse_challenger),
-            "rmse_difference": dg.MetadataValue.float(c.difference),
-            "ci_lower": dg.MetadataValue.float(c.lower),
-            "ci_upper": dg.MetadataValue.float(c.upper),
-        })
-        if c.divergence_dollars is not None:
-            metadata["prediction_divergence_dollars"] = dg.MetadataValue.float(c.divergence_dollars)
-        for s in c.slices:
-            metadata[f"slice_{s.slice_by}_{s.value}_rmse_ratio"] = dg.MetadataValue.float(
-                s.ratio if s.rmse_champion > 0 else 0.0)
+        metadata.update(numbers_metadata({
+            "labelled_rows_champion": (c.rows_champion, COUNT),
+            "labelled_rows_challenger": (c.rows_challenger, COUNT),
+            "rmse_champion": (c.rmse_champion, DOLLARS),
+            "rmse_challenger": (c.rmse_challenger, DOLLARS),
+            "rmse_difference": (c.difference, CHANGE),  # relative: challenger / champion - 1
+            "ci_lower": (c.lower, CHANGE),
+            "ci_upper": (c.upper, CHANGE),
+            "prediction_divergence_dollars": (c.divergence_dollars, DOLLARS),  # shadow only: n/a in canary
+            **{f"slice_{s.slice_by}_{s.value}_rmse_ratio": (s.ratio if s.rmse_champion > 0 else 0.0, SCORE)
+               for s in c.slices},
+        }))
     if decision.outcome == WAIT:
-        metadata["more_labelled_rows_needed"] = dg.MetadataValue.int(decision.more_rows_needed)
+        metadata.update(number_metadata("more_labelled_rows_needed", decision.more_rows_needed, COUNT))
     return dg.AssetCheckResult(
         check_name=DECISION_CHECK,
         passed=decision.outcome != REJECT,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from housing_platform.defs.metadata import CHANGE, COUNT, DOLLARS, SCORE, number_metadata
 from housing_platform.defs.resources import CaptureStoreResource, HousingStateResource, MLflowResource
 from housing_platform.defs.rollout.rollback import watch_champion
 
@@ -19,6 +20,22 @@ alias_history_job = dg.define_asset_job(
     ALIAS_HISTORY_JOB, selection=dg.AssetSelection.assets("alias_history"),
     description="Refresh `alias_history` (champion, challenger, rollout and every alias move) after a move.",
 )
+
+# What the numbers of a decision's evidence (`core.rollout.Decision.evidence`) are; any other number is a score.
+EVIDENCE_KINDS = {"rows_champion": COUNT, "rows_challenger": COUNT, "more_rows_needed": COUNT,
+                  "rmse_champion": DOLLARS, "rmse_challenger": DOLLARS,
+                  "difference": CHANGE, "ci_lower": CHANGE, "ci_upper": CHANGE}
+
+
+def evidence_metadata(evidence: dict) -> dict:
+    """``evidence_<key>`` entries: text as is, numbers for people with their raw value beside them."""
+    out: dict = {}
+    for key, value in evidence.items():
+        if isinstance(value, bool | str):
+            out[f"evidence_{key}"] = value
+        elif isinstance(value, int | float):
+            out.update(number_metadata(f"evidence_{key}", value, EVIDENCE_KINDS.get(key, SCORE)))
+    return out
 
 
 @dg.sensor(
@@ -48,6 +65,6 @@ def rollback_on_live_quality(context: dg.SensorEvaluationContext, mlflow_trackin
     context.log.warning(event.describe())
     metadata = {"action": event.action, "champion": event.version, "rolled_back": event.replaced or "none",
                 "by": event.by, "reason": event.reason,
-                **{f"evidence_{k}": v for k, v in event.evidence.items() if isinstance(v, int | float | str)}}
+                **evidence_metadata(event.evidence)}
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"rollback {event.at}")],
                            asset_events=[dg.AssetMaterialization("alias_history", metadata=metadata)])

@@ -132,10 +132,10 @@ def batch_predictions(
             "model_uri": model_uri,
             "mlflow_version_page": dg.MetadataValue.url(registry.version_url(version)),
             "dagster/row_count": dg.MetadataValue.int(len(scored)),
-            "scored_rows": dg.MetadataValue.int(scored_rows),
-            "rejected_rows": dg.MetadataValue.int(rejected),
-            "out_of_training_range_rows": dg.MetadataValue.int(flagged),
             **numbers_metadata({
+                "scored_rows": (scored_rows, COUNT),
+                "rejected_rows": (rejected, COUNT),
+                "out_of_training_range_rows": (flagged, COUNT),
                 "prediction_p5": (float(quantiles[0]), DOLLARS),
                 "prediction_median": (float(quantiles[1]), DOLLARS),
                 "prediction_p95": (float(quantiles[2]), DOLLARS),

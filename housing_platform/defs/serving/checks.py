@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
+from housing_platform.defs.metadata import COUNT, numbers_metadata
 from housing_platform.defs.resources import CaptureStoreResource, MLflowResource
 from housing_platform.defs.serving.assets import live_endpoint_captures
 from housing_platform.defs.serving.config import EndpointCheckConfig
@@ -131,8 +132,8 @@ def endpoint_serves_champion(
             "champion_version": champion.version,
             "champion_since": _when(promoted_at) if promoted_at is not None else "unknown (alias moved by hand)",
             "window_start": _when(window_start),
-            "recent_captures": dg.MetadataValue.int(len(captures)),
-            "captures_from_other_versions_after_settling": dg.MetadataValue.int(verdict.offending_rows),
+            **numbers_metadata({"recent_captures": (len(captures), COUNT),
+                                "captures_from_other_versions_after_settling": (verdict.offending_rows, COUNT)}),
             "latest_capture_version": str(latest["model_version"]) if latest is not None else "none",
             "latest_capture_at": _when(latest["captured_at"]) if latest is not None else "none",
             "versions_seen": _versions_table(captures),

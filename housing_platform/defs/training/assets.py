@@ -23,6 +23,7 @@ from housing_platform.core.schema import FEATURE_COLUMNS, TARGET_COLUMN
 from housing_platform.core.validation import validate_housing_frame
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.metadata import (
+    COUNT,
     DOLLARS,
     SCORE,
     SECONDS,
@@ -81,10 +82,12 @@ def training_data(
     return dg.Output(
         frame,
         metadata={
-            "row_count": dg.MetadataValue.int(len(frame)),
-            "base_rows": dg.MetadataValue.int(len(validated_housing_data)),
-            "feedback_rows": dg.MetadataValue.int(len(labelled)),
-            "feedback_rows_rejected": dg.MetadataValue.int(rejected),
+            **numbers_metadata({
+                "row_count": (len(frame), COUNT),
+                "base_rows": (len(validated_housing_data), COUNT),
+                "feedback_rows": (len(labelled), COUNT),
+                "feedback_rows_rejected": (rejected, COUNT),
+            }),
             **column_schema_metadata(frame),
         },
     )
@@ -113,9 +116,9 @@ def housing_splits(context: dg.AssetExecutionContext, training_data: pd.DataFram
     return dg.Output(
         frame,
         metadata={
-            **{f"{name}_rows": dg.MetadataValue.int(int(sizes.get(name, 0))) for name in splits.SPLIT_NAMES},
             **numbers_metadata({
-                f"{name}_target_mean": (float(target_mean.get(name, np.nan)), DOLLARS) for name in splits.SPLIT_NAMES
+                **{f"{name}_rows": (int(sizes.get(name, 0)), COUNT) for name in splits.SPLIT_NAMES},
+                **{f"{name}_target_mean": (float(target_mean.get(name, np.nan)), DOLLARS) for name in splits.SPLIT_NAMES},
             }),
             **number_metadata("test_share", float(sizes.get("test", 0) / max(len(frame), 1)), SHARE),
             **column_schema_metadata(frame),
@@ -167,9 +170,9 @@ def fitted_transformer(
         {"path": str(path), "sha256": sha256_of(path), "feature_names": names, "fit_rows": len(train)},
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "output_features": dg.MetadataValue.int(len(names)),
+            **number_metadata("output_features", len(names), COUNT),
             "feature_names": ", ".join(names),
-            "fit_rows": dg.MetadataValue.int(len(train)),
+            **number_metadata("fit_rows", len(train), COUNT),
             "imputation_medians": markdown_table(medians, rows=50),
             "scaling": markdown_table(scaling, rows=50),
         },
@@ -250,8 +253,7 @@ def trained_model(
         },
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "epochs_run": dg.MetadataValue.int(result.epochs_run),
-            "best_epoch": dg.MetadataValue.int(result.best_epoch),
+            **numbers_metadata({"epochs_run": (result.epochs_run, COUNT), "best_epoch": (result.best_epoch, COUNT)}),
             **number_metadata("training_seconds", seconds, SECONDS),
             **numbers_metadata({f"best_{name}": (value, SCORE) for name, value in final.items()}),
             "mlflow_run": dg.MetadataValue.url(registry.run_url(run_id)),

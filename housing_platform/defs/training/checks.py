@@ -19,6 +19,7 @@ from housing_platform.core.model_gate import (
     GateThresholds,
     evaluate_model_gate,
 )
+from housing_platform.defs.metadata import COUNT, DOLLARS, number_metadata
 from housing_platform.defs.training.assets import evaluation_report
 
 __all__ = ["BASELINE_CHECK", "CHAMPION_CHECK", "GATE_CHECKS", "GOLDEN_CHECK", "RMSE_CHECK", "SLICE_CHECK",
@@ -43,12 +44,16 @@ def gate_check_descriptions(thresholds: GateThresholds | None = None) -> dict[st
     }
 
 
-def _metadata_value(value):
+def detail_metadata(key: str, value) -> dict:
+    """One entry of a gate verdict's details as metadata: numbers for people beside their raw value.
+
+    The gate's numbers are counts (``*_rows``) or dollars (the RMSEs and the limit they are held to).
+    """
     if isinstance(value, bool):
-        return value
+        return {key: value}
     if isinstance(value, (int, float)):
-        return dg.MetadataValue.float(float(value))
-    return dg.MetadataValue.text(str(value))
+        return number_metadata(key, value, COUNT if key.endswith("_rows") else DOLLARS)
+    return {key: dg.MetadataValue.text(str(value))}
 
 
 def _gate_check(check_name: str, description: str) -> dg.AssetChecksDefinition:
@@ -60,7 +65,8 @@ def _gate_check(check_name: str, description: str) -> dg.AssetChecksDefinition:
             # A verdict a person must judge warns: only an ERROR failure of a blocking check blocks the registry.
             severity=dg.AssetCheckSeverity.WARN if verdict.needs_review else dg.AssetCheckSeverity.ERROR,
             description=verdict.description,
-            metadata={"skipped": verdict.skipped, "needs_review": verdict.needs_review, **{k: _metadata_value(v) for k, v in verdict.details.items()}},
+            metadata={"skipped": verdict.skipped, "needs_review": verdict.needs_review,
+                      **{k: v for key, value in verdict.details.items() for k, v in detail_metadata(key, value).items()}},
         )
 
     return _check

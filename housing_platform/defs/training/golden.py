@@ -29,6 +29,7 @@ from housing_platform.core.golden_holdout import (
 from housing_platform.core.metrics import regression_metrics
 from housing_platform.core.schema import TARGET_COLUMN
 from housing_platform.defs.code_versions import asset_code_version
+from housing_platform.defs.metadata import COUNT, DOLLARS, SCORE, number_metadata, numbers_metadata
 from housing_platform.defs.resources import HousingStateResource
 
 GOLDEN_FOLDER = "golden_holdout"  # under the state folder
@@ -105,7 +106,7 @@ def golden_holdout(
         rows,
         data_version=dg.DataVersion(manifest[CONTENT_KEY]),
         metadata={
-            "row_count": dg.MetadataValue.int(len(rows)),
+            **number_metadata("row_count", len(rows), COUNT),
             CONTENT_KEY: manifest[CONTENT_KEY],
             "row_hashes_sha256": manifest["row_hashes_sha256"],
             "pinned_at": manifest["pinned_at"],
@@ -113,9 +114,9 @@ def golden_holdout(
             "replaced_content_sha256": replaced or "none",
             "path": f"{GOLDEN_FOLDER}/{manifest['file']} (in the state folder)",
             "selection": manifest["selection"],
-            "label_mean": dg.MetadataValue.float(float(rows[TARGET_COLUMN].mean())),
-            **{name: (dg.MetadataValue.float(value) if isinstance(value, float) else dg.MetadataValue.int(value))
-               for name, value in differences.items()},
+            **number_metadata("label_mean", float(rows[TARGET_COLUMN].mean()), DOLLARS),
+            **numbers_metadata({name: (value, SCORE if isinstance(value, float) else COUNT)  # the ratio, the counts
+                                for name, value in differences.items()}),
         },
     )
 

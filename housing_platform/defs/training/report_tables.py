@@ -6,6 +6,7 @@ import pandas as pd
 from housing_platform.core.baselines import TEXTBOOK_BASELINE
 from housing_platform.core.metrics import METRIC_NAMES
 from housing_platform.defs.metadata import (
+    COUNT,
     DOLLARS,
     SCORE,
     SHARE,
@@ -59,11 +60,11 @@ def evaluation_metadata(report: dict, *, comparison: pd.DataFrame, slices: pd.Da
         }),
         **(interval_metadata(intervals) if intervals else {}),
         "champion_version": champion["version"] if champion else "none",
-        "test_rows": dg.MetadataValue.int(report["test_rows"]),
+        **number_metadata("test_rows", report["test_rows"], COUNT),
         **number_metadata("golden_rmse", golden["metrics"]["rmse"], DOLLARS),
         **(number_metadata("champion_golden_rmse", golden["champion_metrics"]["rmse"], DOLLARS)
            if golden["champion_metrics"] else {"champion_golden_rmse": "no champion"}),
-        "golden_rows": dg.MetadataValue.int(golden["rows"]),
+        **number_metadata("golden_rows", golden["rows"], COUNT),
         "label_shift": label_shift_reason,
         "comparison": markdown_table(comparison, rows=20, floatfmt=",.3f"),
         "slices": markdown_table(slices, rows=50, floatfmt=",.3f"),

@@ -17,6 +17,7 @@ from housing_platform.core import splits
 from housing_platform.core.search import SearchConfig, run_search
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.config_fields import field_from
+from housing_platform.defs.metadata import COUNT, DOLLARS, numbers_metadata
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 
 SEARCH_FOLDER = "search"  # under the state folder
@@ -113,8 +114,8 @@ def hyperparameter_search(
     return dg.Output(
         recorded,
         metadata={
-            "best_validation_rmse": dg.MetadataValue.float(result["best_validation_rmse"]),
-            "trials": dg.MetadataValue.int(len(result["trials"])),
+            **numbers_metadata({"best_validation_rmse": (result["best_validation_rmse"], DOLLARS),
+                                "trials": (len(result["trials"]), COUNT)}),
             "best_configuration": dg.MetadataValue.json(result["best"]),
             "recorded_at": f"{SEARCH_FOLDER}/{BEST_FILE} (in the state folder)",
             "trial_table": dg.MetadataValue.md(trials.to_markdown(index=False, floatfmt=",.4g")),
