@@ -100,7 +100,7 @@ def canary(defs, instance, registry, server, settings, champion: str, challenger
 # A deliberately worse version: one epoch at a learning rate far too small to learn anything, let through a
 # gate every model passes, and promoted at once (rollout=direct) — what a hasty hand promotion looks like.
 ACCEPTING_GATE = {
-    "max_rmse_dollars": 1e12, "min_improvement_over_linear": -1e6, "max_regression_vs_champion": 1e6,
+    "max_rmse_dollars": 1e12, "min_improvement_over_baseline": -1e6, "max_regression_vs_champion": 1e6,
     "max_slice_rmse_ratio": 1e6, "max_golden_regression_vs_champion": 1e6,
 }
 WORSE_TRAINING = {

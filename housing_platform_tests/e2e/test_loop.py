@@ -141,3 +141,25 @@ def test_closed_loop_from_drift_to_a_refused_candidate_and_a_promoted_served_cha
         assert not daemon.run_requests
         assert "is answered by run" in daemon.skip_message, daemon.skip_message
     assert instance.get_runs_count(retraining_runs) == 2
+
+
+def test_the_demos_rollback_scenario_rolls_a_degraded_direct_promotion_back_and_the_server_serves_previous(
+    platform, capsys
+) -> None:
+    """`housing-platform demo --scenario rollback` as it runs, on the loop's state: its run config must be one
+    the graph accepts (it once named a renamed gate field and failed before training) and its story must end
+    with the sensor's rollback served."""
+    from housing_platform.adapters.alias_moves import ROLLED_BACK_REASON_TAG
+    from housing_platform.adapters.mlflow_registry import PREVIOUS_ALIAS
+    from housing_platform.devtools import demo_rollout
+
+    settings, defs, instance, _ = platform
+    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+    good = registry.champion().version
+    closed, story, verdict = demo_rollout.run_rollback_scenario(settings, defs, instance, registry)
+    assert closed, verdict
+    assert registry.champion().version == good  # rolled back to the version the worse one replaced
+    worse = str(max(int(v.version) for v in registry.client.search_model_versions(f"name='{registry.model_name}'")))
+    assert worse != good and registry.version_by_alias(PREVIOUS_ALIAS) is None  # nothing left to roll back to
+    assert "worse than previous" in registry.get_version(worse).tags.get(ROLLED_BACK_REASON_TAG, ""), story
+    assert f"served v{good}" in story[-1], story
