@@ -152,3 +152,25 @@ def test_a_worker_whose_shutdown_lost_captures_exits_with_code_1_and_one_that_lo
     assert exits == []
     workers.exit_if_captures_lost(state(3))
     assert exits == [workers.CAPTURES_LOST] and workers.CAPTURES_LOST not in workers.CLEAN_STOPS
+
+
+def test_the_parent_reserves_the_port_and_each_worker_gets_a_listening_socket_of_its_own(tmp_path: Path):
+    """What a worker unpickles from the parent's socket is a new SO_REUSEPORT socket on the same address (so
+    the kernel spreads connections over the workers); a port something listens on is refused at start."""
+    import socket
+    from multiprocessing.reduction import ForkingPickler
+
+    serving = ServingConfig(tracking_uri="", artifact_root="", capture_url="", workers=2)
+    reservation = WorkerConfig(serving, host="127.0.0.1", port=0, log_level="warning").bind_socket()
+    try:
+        sockets = [pickle.loads(ForkingPickler.dumps(reservation)) for _ in range(2)]  # as uvicorn's supervisor sends it
+        for sock in sockets:
+            assert sock.getsockname() == reservation.getsockname() and sock.fileno() != reservation.fileno()
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+            sock.listen(8)  # both workers listen on the one port
+        with pytest.raises(SystemExit):  # a second server on a port in use stops at once
+            WorkerConfig(serving, host="127.0.0.1", port=reservation.getsockname()[1], log_level="warning").bind_socket()
+    finally:
+        reservation.close()
+        for sock in sockets:
+            sock.close()
