@@ -16,7 +16,9 @@ Each runs single-row requests for ``--seconds`` per concurrency from this script
 generator (closed loop, keep-alive, in this process: it shares the cores with the servers). Every
 connection first asks ``/ready`` which process holds it, so the table shows how the connections were
 spread over the workers. Printed: requests/s, p50 / p99, the ratio of each to the floor of the same
-round, and the load average (the machine is shared: compare ratios, not absolutes).
+round, the servers' CPU time per request (user + system of the server's processes, from ``/proc``:
+what a request costs, whatever else runs on the machine), and the load average (the machine is
+shared: compare ratios, not absolutes).
 """
 
 from __future__ import annotations
@@ -119,6 +121,27 @@ def wait_ready(server: dict, timeout: float = 300.0) -> None:
                process=server["process"])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) of ``pid`` and the processes under it (its workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        tree.update(children)
+        frontier = children
+    return sum(times.get(p, 0.0) for p in tree)
+
+
 # -- the load -------------------------------------------------------------------------------------
 
 
@@ -144,7 +167,7 @@ async def _connection(port: int, request: bytes, stop: asyncio.Event, latencies:
         writer.close()
 
 
-def measure(port: int, body: bytes, seconds: float, connections: int) -> dict:
+def measure(port: int, body: bytes, seconds: float, connections: int, pid: int | None = None) -> dict:
     request = serving.http_request(HOST, port, "/v1/predict", body)
     latencies: list[float] = []
     statuses: Counter = Counter()
@@ -160,9 +183,11 @@ def measure(port: int, body: bytes, seconds: float, connections: int) -> dict:
         await asyncio.gather(*tasks)
         return time.perf_counter() - started
 
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     elapsed = asyncio.run(run())
+    cpu = cpu_seconds(pid) - cpu_before if pid else float("nan")
     requests = sum(statuses.values())
-    return {"rps": requests / elapsed, "p50": float(np.percentile(latencies, 50)) * 1e3,
+    return {"rps": requests / elapsed, "cpu_us": cpu / requests * 1e6 if requests else float("nan"), "p50": float(np.percentile(latencies, 50)) * 1e3,
             "p99": float(np.percentile(latencies, 99)) * 1e3, "non_2xx": requests - statuses[200],
             "spread": sorted(per_worker.values(), reverse=True)}
 
@@ -198,7 +223,7 @@ def main() -> int:
                 row = {}
                 for server in order:
                     print(f"round {round_ + 1}, c={connections}: {server['name']} for {args.seconds:g} s ...", flush=True)
-                    row[server["name"]] = measure(server["port"], body, args.seconds, connections)
+                    row[server["name"]] = measure(server["port"], body, args.seconds, connections, server["process"].pid)
                 results.append((round_ + 1, connections, row))
     finally:
         serving.stop([s["process"] for s in servers])
@@ -206,15 +231,15 @@ def main() -> int:
 
     floor = servers[0]["name"]
     print(f"\n{'round':>5s} {'c':>3s}  {'server':26s}{'req/s':>9s}{'/ floor':>9s}{'p50 ms':>8s}{'p99 ms':>8s}"
-          f"{'non-2xx':>8s}  requests per worker")
+          f"{'non-2xx':>8s}{'CPU µs/req':>11s}  requests per worker")
     for round_, connections, row in results:
         for server in servers:
             r = row[server["name"]]
             print(f"{round_:>5d} {connections:>3d}  {server['name']:26s}{r['rps']:>9,.0f}{r['rps'] / row[floor]['rps']:>9.2f}"
-                  f"{r['p50']:>8.2f}{r['p99']:>8.2f}{r['non_2xx']:>8,}  {' / '.join(f'{n:,}' for n in r['spread'])}")
+                  f"{r['p50']:>8.2f}{r['p99']:>8.2f}{r['non_2xx']:>8,}{r['cpu_us']:>11,.0f}  {' / '.join(f'{n:,}' for n in r['spread'])}")
     print(f"\nmachine: {os.cpu_count()} cores; load average (1 min) {load_before[0]:.2f} before the runs, "
           f"{load_after[0]:.2f} after (the load generator, this process, shares the cores with the servers)")
-    print("RESULTS_JSON " + json.dumps([{"round": r, "concurrency": c, **{k: {"rps": v["rps"], "p99": v["p99"]}
+    print("RESULTS_JSON " + json.dumps([{"round": r, "concurrency": c, **{k: {"rps": v["rps"], "p99": v["p99"], "cpu_us": v["cpu_us"]}
                                                                          for k, v in row.items()}}
                                         for r, c, row in results]))
     return 0

@@ -162,8 +162,9 @@ def test_the_parent_reserves_the_port_and_each_worker_gets_a_listening_socket_of
 
     serving = ServingConfig(tracking_uri="", artifact_root="", capture_url="", workers=2)
     reservation = WorkerConfig(serving, host="127.0.0.1", port=0, log_level="warning").bind_socket()
+    sockets: list[socket.socket] = []
     try:
-        sockets = [pickle.loads(ForkingPickler.dumps(reservation)) for _ in range(2)]  # as uvicorn's supervisor sends it
+        sockets += [pickle.loads(ForkingPickler.dumps(reservation)) for _ in range(2)]  # as uvicorn's supervisor sends it
         for sock in sockets:
             assert sock.getsockname() == reservation.getsockname() and sock.fileno() != reservation.fileno()
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
