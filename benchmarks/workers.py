@@ -10,7 +10,8 @@ Three servers on loopback, started together and measured one at a time:
   (``server/workers.py``'s ``server_settings``: uvloop, our bounded httptools protocol, no access log),
   one process. What uvicorn + FastAPI cost per request here: no server of ours can beat it per process;
 * **ours, 1 worker** and **ours, N workers** (``serve --workers N``): the same registered version,
-  capture ON at 100 % into a SQLite store of its own (the N workers share theirs, as in production).
+  capture ON at 100 % into a SQLite store of its own (the N workers share theirs, as in production);
+* with ``--capture-off-too``, also ours with 1 worker and capture off: what capture costs.
 
 Each runs single-row requests for ``--seconds`` per concurrency from this script's asyncio load
 generator (closed loop, keep-alive, in this process: it shares the cores with the servers). Every
@@ -79,7 +80,7 @@ def run_floor(port: int) -> None:
 # -- the servers ----------------------------------------------------------------------------------
 
 
-def start(model, workdir: Path, workers_n: int, log) -> list[dict]:
+def start(model, workdir: Path, workers_n: int, log, capture_off_too: bool = False) -> list[dict]:
     env = dict(os.environ) | model.env() | {"TF_CPP_MIN_LOG_LEVEL": "2"}
     servers = []
 
@@ -96,6 +97,12 @@ def start(model, workdir: Path, workers_n: int, log) -> list[dict]:
                [sys.executable, "-m", "housing_platform.cli.main", "serve", "--model-uri", model.uri,
                 "--poll-interval-seconds", "0", "--log-level", "warning", "--workers", str(n)],
                n, {"HOUSING_HOME": str(folder / "state"), "HOUSING_CAPTURE_URL": f"sqlite:///{folder / 'capture.db'}"})
+    if capture_off_too:  # what capture costs per request
+        folder = workdir / "ours-capture-off"
+        launch("ours, 1 worker, capture off",
+               [sys.executable, "-m", "housing_platform.cli.main", "serve", "--model-uri", model.uri,
+                "--poll-interval-seconds", "0", "--log-level", "warning", "--capture-sample-percent", "0"],
+               1, {"HOUSING_HOME": str(folder / "state"), "HOUSING_CAPTURE_URL": f"sqlite:///{folder / 'capture.db'}"})
     try:
         for server in servers:
             wait_ready(server)
@@ -199,6 +206,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="each measured run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--rounds", type=int, default=1, help="repeat every measurement (order rotated)")
+    parser.add_argument("--capture-off-too", action="store_true",
+                        help="also ours with 1 worker and capture off (--capture-sample-percent 0)")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,7 +220,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="workers_benchmark_"))
     body = json.dumps({"instances": serving.sample_rows(1)}).encode()
     with (workdir / "servers.log").open("w") as log:
-        servers = start(model, workdir, args.workers, log)
+        servers = start(model, workdir, args.workers, log, args.capture_off_too)
     load_before = os.getloadavg()
     results = []
     try:
