@@ -4,8 +4,11 @@ Its registry and capture store are the active profile's (``config/runtime.py``):
 in the embedded profile; in the production profile the MLflow tracking server and the PostgreSQL
 capture store, so any number of replicas on any hosts follow one alias and capture into one store.
 
+``--workers N`` runs N such servers as processes sharing the port, under uvicorn's supervisor
+(``server/workers.py``); Ctrl-C / SIGTERM to the parent stops every worker gracefully.
+
 Exit codes: 0 stopped cleanly (Ctrl-C / SIGTERM, captures flushed), 1 the server failed (port in use,
-captures lost at shutdown), 2 invalid arguments or a misconfigured profile (e.g. a malformed model
+captures lost at shutdown by any worker), 2 invalid arguments or a misconfigured profile (e.g. a malformed model
 URI, a non-loopback --host while no API token exists: see `housing-platform token`).
 """
 
@@ -50,6 +53,9 @@ def add_parser(commands) -> None:
         field = ServingConfig.model_fields[name]
         serve.add_argument("--" + name.replace("_", "-"), type=field.annotation, default=serving[name],
                            help=f"{field.description} (default: {serving[name]:g}{unit})")
+    serve.add_argument("--workers", type=int, default=serving["workers"],
+                       help="server processes sharing the port (uvicorn's supervisor), each with its own model, "
+                            f"capture writer and /metrics (default: {serving['workers']})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=command_serve)
 
@@ -69,25 +75,25 @@ def command_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.capture_sample_percent <= 100:
         print("error: --capture-sample-percent must be between 0 and 100", file=sys.stderr)
         return EXIT_INVALID_ARGUMENTS
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return EXIT_INVALID_ARGUMENTS
     from housing_platform.config.runtime import process_settings
 
     # The active profile's registry and capture store; a misconfigured profile stops here, before
     # TensorFlow is imported (main() turns ProfileConfigurationError into exit code 2).
     settings = process_settings()
 
-    import uvicorn
-
     from housing_platform.config.environment import apply_process_defaults
-    from housing_platform.server.app import create_app
     from housing_platform.server.auth import is_loopback, startup_problem
-    from housing_platform.server.http_protocol import uvicorn_options
     from housing_platform.server.server_config import ServingConfig
+    from housing_platform.server.workers import LOG_FORMAT
 
     if problem := startup_problem(args.host, str(settings.tokens_path)):  # never serve others without tokens
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_INVALID_ARGUMENTS
     apply_process_defaults(settings)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     config = ServingConfig.from_settings(
         settings,
         model_uri=args.model_uri,
@@ -99,6 +105,7 @@ def command_serve(args: argparse.Namespace) -> int:
         body_read_timeout_seconds=args.body_read_timeout_seconds,
         keep_alive_timeout_seconds=args.keep_alive_timeout_seconds,
         max_connections=args.max_connections,
+        workers=args.workers,
     )
     from housing_platform.adapters.mlflow_registry import MissingTrackingDatabase, require_tracking_database
 
@@ -108,19 +115,25 @@ def command_serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SERVER_FAILED
     config = config.model_copy(update={"require_tokens": not is_loopback(args.host)})  # fail closed off loopback
+    if config.workers > 1:
+        return _serve_workers(config, args)
+    return _serve_one(config, args)
+
+
+def _serve_one(config, args: argparse.Namespace) -> int:
+    import signal
+
+    import uvicorn
+
+    from housing_platform.server.app import create_app
+    from housing_platform.server.workers import server_settings
+
     app = create_app(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=args.host, port=args.port, loop="uvloop", access_log=False,
-            log_level=args.log_level, timeout_graceful_shutdown=config.shutdown_flush_seconds, lifespan="on",
-            **uvicorn_options(config),  # httptools with read deadlines, keep-alive timeout, connection cap
-        )
-    )
+    server = uvicorn.Server(uvicorn.Config(app, **server_settings(config, host=args.host, port=args.port,
+                                                                  log_level=args.log_level)))
     # uvicorn handles SIGINT/SIGTERM (graceful shutdown: in-flight requests, then the capture flush)
     # and re-raises the signal afterwards; with these handlers in place that re-raise is a no-op, so
     # a requested stop ends with the exit code below instead of "killed by signal".
-    import signal
-
     stop_requests: list[int] = []
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda received, frame: stop_requests.append(received))
@@ -133,5 +146,22 @@ def command_serve(args: argparse.Namespace) -> int:
     writer = app.state.server.writer
     if writer is not None and writer.stats().dropped:
         print(f"warning: {writer.stats().dropped} capture rows were dropped", file=sys.stderr)
+        return EXIT_SERVER_FAILED
+    return EXIT_OK
+
+
+def _serve_workers(config, args: argparse.Namespace) -> int:
+    """N workers under uvicorn's supervisor (``server/workers.py``); SIGTERM / Ctrl-C stops each gracefully."""
+    from housing_platform.server.workers import CAPTURES_LOST, CLEAN_STOPS, WorkerConfig, run_workers
+
+    try:
+        codes = run_workers(WorkerConfig(config, host=args.host, port=args.port, log_level=args.log_level))
+    except SystemExit:  # the port cannot be bound (uvicorn has logged why)
+        return EXIT_SERVER_FAILED
+    if lost := codes.count(CAPTURES_LOST):
+        print(f"warning: {lost} of {len(codes)} workers dropped capture rows at shutdown", file=sys.stderr)
+        return EXIT_SERVER_FAILED
+    if failed := [code for code in codes if code not in CLEAN_STOPS]:
+        print(f"error: workers ended with exit codes {failed} (see the log above)", file=sys.stderr)
         return EXIT_SERVER_FAILED
     return EXIT_OK

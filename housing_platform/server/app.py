@@ -31,12 +31,15 @@ def create_app(
     capture_store: CaptureStore | None = None,
     registry_factory=None,
     loader=None,
+    on_stopped=None,
 ) -> FastAPI:
     """The model server. Threads (model polling, capture writing) start with the app's lifespan.
 
     ``capture_store`` (default: a store at ``config.capture_url``), ``registry_factory`` (default: a
     :class:`~housing_platform.adapters.mlflow_registry.ModelRegistry` at ``config.tracking_uri``) and ``loader``
     (default: :func:`housing_platform.scoring.verification.load_fast_scorer`) are injectable for tests.
+    ``on_stopped(state)`` runs at the end of the lifespan, after the capture flush (a worker of
+    ``serve --workers N`` exits non-zero there when rows were lost: ``server/workers.py``).
     """
     config = config or ServingConfig.from_settings()
     state = ServerState(config, capture_store, registry_factory, loader, routes=ROUTES)
@@ -49,6 +52,8 @@ def create_app(
         finally:
             await state.drain_captures()
             state.stop()
+            if on_stopped is not None:
+                on_stopped(state)
 
     app = FastAPI(
         title="housing_platform model server",

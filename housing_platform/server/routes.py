@@ -10,6 +10,7 @@ Requests with more than ``inline_rows`` rows are parsed and scored in a worker t
 
 from __future__ import annotations
 
+import os
 import time
 
 import orjson
@@ -186,7 +187,8 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "and `model_version` `fallback` — predictions come from the heuristic baseline, each flagged "
             "`\"fallback\": true` (a load balancer keeps sending traffic; switch the fallback off to get 503 instead). "
             "During a safe rollout: `challenger_version`, `rollout` (shadow | canary), `rollout_share` and, when the "
-            "challenger could not be loaded, `challenger_problem` (the champion then answers alone)."
+            "challenger could not be loaded, `challenger_problem` (the champion then answers alone). `pid`: the "
+            "process that answered (with `serve --workers N`, each worker loads and reports on its own)."
         ),
         tags=["operations"],
         responses={503: {"model": MessageResponse, "description": "No model loaded yet."}},
@@ -202,6 +204,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "alias_checked_at": status.checked_at.isoformat() if status.checked_at else None,
             "next_load_attempt_at": status.refusal.next_attempt_at.isoformat() if status.refusal else None,
             **_rollout_status(state),
+            "pid": os.getpid(),  # which process answered: with `serve --workers N`, one of N
         }
         if served is None and state.fallback_in_use():
             return json_response(200, {

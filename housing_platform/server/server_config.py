@@ -75,6 +75,15 @@ class ServingConfig(BaseModel):
         "are written, aggregated, to the capture store's scoring_failures table; also once at shutdown.",
     )
     shutdown_flush_seconds: float = Field(30.0, gt=0, description="Longest wait for the capture flush at shutdown.")
+    workers: int = Field(
+        1, ge=1, description="Server processes sharing the listening port (`serve --workers N`, uvicorn's supervisor); "
+        "each is the whole server with these settings: its own model, alias polling, capture writer and /metrics.",
+    )
+    worker_healthcheck_seconds: float = Field(
+        30.0, gt=0, description="With workers > 1: a worker that does not answer the supervisor's ping within this is "
+        "killed and replaced (uvicorn's default is 5 s; a worker importing TensorFlow on a busy machine can take longer, "
+        "and a killed worker loses the capture rows in its memory).",
+    )
     max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1, description="More rows in one request → 413.")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Larger request bodies → 413.")
     header_read_timeout_seconds: float = Field(

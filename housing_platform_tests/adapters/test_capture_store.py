@@ -28,6 +28,33 @@ def test_sqlite_store_runs_in_wal_mode_with_a_busy_timeout(sqlite_store, tmp_pat
     assert (tmp_path / "capture" / "capture.db").is_file()  # the missing folder was created
 
 
+def _open_new_store_and_insert(url: str, barrier, rows: int) -> str | None:
+    """In a process of its own (``serve --workers N``): open the store, start with the others, insert ``rows``."""
+    try:
+        with CaptureStore(url) as store:
+            barrier.wait()
+            store.insert_captures(make_records(rows))
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        return repr(error)
+    return None
+
+
+def test_processes_starting_together_on_a_new_sqlite_file_all_create_it_and_write(tmp_path):
+    """Each round: 4 processes open a new file at the same moment. Before the fix, most rounds had one fail
+    with "table captures already exists" (the CREATE race) or "database is locked" (the switch to WAL)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        barrier = manager.Barrier(4)
+        for round_ in range(4):
+            url = f"sqlite:///{tmp_path / f'capture-{round_}.db'}"
+            errors = pool.starmap(_open_new_store_and_insert, [(url, barrier, 25)] * 4)
+            assert errors == [None] * 4
+            with CaptureStore(url) as store:
+                assert store.count_captures() == 100
+
+
 def test_a_table_dropped_under_the_store_is_recreated_by_the_next_insert(sqlite_store):
     sqlite_store.insert_captures(make_records(2))
     with sqlite_store.engine.begin() as conn:

@@ -1,4 +1,9 @@
-"""Noticing that the capture store's SQLite file was deleted or replaced under a running process.
+"""The capture store's SQLite file: the pragmas of every connection (:func:`sqlite_pragmas`: WAL, busy
+timeout), and noticing that the file was deleted or replaced under a running process.
+
+Several processes may open one new file at once (``serve --workers N``): switching a new database to WAL
+answers "database is locked" at once, without waiting for the busy timeout, while another connection
+switches it, so that switch is retried until the busy timeout runs out.
 
 An open SQLite connection keeps writing into the file it opened, even after ``rm capture.db`` or a
 ``mv other.db capture.db``: every commit "succeeds" into an inode no one will ever read again. The
@@ -13,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -74,3 +81,30 @@ class SqliteFileWatch:
         """Raise :class:`DatabaseFileReplaced` if the file changed while a transaction ran."""
         if self.changed():
             raise DatabaseFileReplaced(f"capture database {self.path} was deleted or replaced during a write")
+
+
+def sqlite_pragmas(busy_timeout_seconds: float):
+    """The ``connect`` event listener of a SQLite engine: WAL, busy timeout, NORMAL sync, foreign keys."""
+
+    def on_connect(dbapi_connection, _connection_record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
+        # WAL lets monitoring read while the writers write; NORMAL sync is safe with WAL (a power
+        # cut may lose the last commits, a process crash loses nothing).
+        _switch_to_wal(cursor, time.monotonic() + busy_timeout_seconds)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _switch_to_wal(cursor, deadline: float) -> None:
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:  # another connection is switching the new file: wait for it
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)

@@ -33,7 +33,7 @@ from housing_platform.adapters.capture.errors import (
 )
 from housing_platform.adapters.capture.migrations import add_missing_capture_columns
 from housing_platform.adapters.capture.records import CaptureRecord, FeedbackReceipt
-from housing_platform.adapters.capture.sqlite_file import SqliteFileWatch
+from housing_platform.adapters.capture.sqlite_file import SqliteFileWatch, sqlite_pragmas
 from housing_platform.adapters.capture.tables import captures_table, feedback_table, metadata
 from housing_platform.core.schema import NUMERIC_FEATURE_COLUMNS, TARGET_COLUMN
 
@@ -95,7 +95,7 @@ class CaptureStore:
                 )
         self._base_engine = create_engine(self.url, **engine_kwargs)
         if is_sqlite:
-            event.listen(self._base_engine, "connect", _sqlite_pragmas(busy_timeout_seconds))
+            event.listen(self._base_engine, "connect", sqlite_pragmas(busy_timeout_seconds))
         self.engine: Engine = (
             self._base_engine.execution_options(schema_translate_map={None: schema}) if schema else self._base_engine
         )
@@ -150,11 +150,14 @@ class CaptureStore:
                 return
             if self._sqlite_file is not None:
                 self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._create_schema()
-            except (sa_exc.IntegrityError, sa_exc.ProgrammingError):
-                # Another process created the same objects between our check and our CREATE.
-                self._create_schema()
+            for attempt in range(3):  # several processes (serve --workers N) may start on one new store
+                try:
+                    self._create_schema()
+                    break
+                except sa_exc.DBAPIError as error:
+                    # Another process created the same objects between our check and our CREATE: check again.
+                    if attempt == 2 or not _created_meanwhile(error):
+                        raise
             if watch is not None:
                 watch.remember()
             self._schema_ready = True
@@ -358,18 +361,11 @@ def _add_feedback_token_column(conn, schema: str | None) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {prefix}feedback ADD COLUMN feedback_token VARCHAR")
 
 
-def _sqlite_pragmas(busy_timeout_seconds: float):
-    def on_connect(dbapi_connection, _connection_record) -> None:
-        cursor = dbapi_connection.cursor()
-        # WAL lets monitoring read while the writer writes; NORMAL sync is safe with WAL (a power
-        # cut may lose the last commits, a process crash loses nothing).
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    return on_connect
+def _created_meanwhile(error: sa_exc.DBAPIError) -> bool:
+    """PostgreSQL's unique violation on its catalogue, or SQLite's "already exists" / "duplicate column"."""
+    text = str(error.orig).lower()
+    return isinstance(error, sa_exc.IntegrityError | sa_exc.ProgrammingError) or "already exists" in text or (
+        "duplicate column" in text)
 
 
 def _in_window(stmt, start: datetime | None, end: datetime | None):
