@@ -123,11 +123,12 @@ def build_network(n_features: int, config: TrainingConfig) -> keras.Sequential:
 
 
 def _with_inverse_target(
-    body: list, n_features: int, config: TrainingConfig, offset: float, scale: float
+    network: keras.Sequential | list, n_features: int, config: TrainingConfig, offset: float, scale: float
 ) -> keras.Sequential:
-    """A Sequential of the ``body`` layers (shared, not copied), followed by the layers that map back to dollars."""
+    """A Sequential sharing ``network``'s layers (or the given list of layers), then the layers back to dollars."""
     import keras
 
+    body = network if isinstance(network, list) else network.layers
     layers: list = [keras.Input(shape=(n_features,), name="features"), *body]
     if config.target_transform != "none":
         layers.append(keras.layers.Rescaling(scale=scale, offset=offset, name="target_inverse_scale"))

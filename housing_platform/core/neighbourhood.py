@@ -15,7 +15,7 @@ returns four numbers:
 and, when ``n_weighted`` > 0 (the default, 10), two more:
 
 * ``neighbourhood_log_value_distance_weighted`` — the mean ``log(median_house_value)`` of the
-  ``n_weighted`` nearest, each weighted by ``1 / (1e-3 + distance in degrees)``: the closest count most;
+  ``n_weighted`` nearest (all ``k`` when ``k`` is smaller), each weighted by ``1 / (1e-3 + distance in degrees)``: the closest count most;
 * ``neighbourhood_log_value_spread`` — the standard deviation of ``log(median_house_value)`` over the
   ``k``: how mixed the area is (how much its medians can be trusted for this row).
 
@@ -141,8 +141,8 @@ class NeighbourhoodPrices(TransformerMixin, BaseEstimator):
                              f"not {self.n_neighbours}")
         if not (1 <= self.n_nearest <= self.n_neighbours):
             raise ValueError(f"n_nearest must be in [1, n_neighbours={self.n_neighbours}], not {self.n_nearest}")
-        if not (0 <= self.n_weighted <= self.n_neighbours):
-            raise ValueError(f"n_weighted must be in [0, n_neighbours={self.n_neighbours}], not {self.n_weighted}")
+        if self.n_weighted < 0:
+            raise ValueError(f"n_weighted must be >= 0, not {self.n_weighted}")
         if np.any(values <= 0) or np.any(columns[:, 2] <= 0):
             raise ValueError("the target and median_income must be strictly positive (their logs are taken)")
         self.coordinates_ = np.ascontiguousarray(points)
@@ -176,8 +176,8 @@ class NeighbourhoodPrices(TransformerMixin, BaseEstimator):
                                     weighted=self.weighted())
 
     def weighted(self) -> int:
-        """``n_weighted``; 0 for a transformer saved before the weighted and spread columns existed."""
-        return int(getattr(self, "n_weighted", 0))
+        """``n_weighted``, at most ``n_neighbours``; 0 for a transformer saved before the weighted and spread columns."""
+        return min(int(getattr(self, "n_weighted", 0)), int(self.n_neighbours))
 
     def columns(self) -> tuple[str, ...]:
         """This object's output column names (six, or the first four for ``n_weighted`` == 0)."""
