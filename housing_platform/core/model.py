@@ -62,7 +62,7 @@ class TrainingConfig(BaseModel):
     learning_rate: float = Field(3e-3, gt=0.0, description="Adam's initial learning rate.")
     epochs: int = Field(80, ge=1, description="Upper bound on epochs (bounds the time); early stopping ends sooner.")
     batch_size: int = Field(256, ge=1)
-    patience: int = Field(15, ge=1, description="Epochs without validation improvement before stopping.")
+    patience: int = Field(10, ge=1, description="Epochs without validation improvement before stopping.")
     reduce_lr_patience: int = Field(5, ge=0, description="Halve the learning rate after this many flat epochs, 0: never.")
     target_transform: Literal["log", "scale", "none"] = Field(
         "scale", description="What the network learns: standardised y ('scale'), standardised log(y) ('log'), raw y."
