@@ -38,7 +38,8 @@ Re-implementing ``transform`` with numpy from the fitted parameters (``t`` is th
    (fixed to OCEAN_PROXIMITY_CATEGORIES), 1.0 where equal; an unknown category is all zeros.
 5. ``p = t["features"].named_transformers_["neighbourhood"]`` (when present):
    ``(p["prices"].values_at((lat, lon)) - scale.mean_) / scale.scale_`` with ``scale = p["scale"]`` —
-   the same function, not a re-implementation (4 columns, see ``core/neighbourhood.py``).
+   the same function, not a re-implementation (6 columns; 4 for a transformer saved before the last two
+   existed; see ``core/neighbourhood.py``).
 6. Concatenate [2, 3, 4, 5]: :func:`feature_names` gives the names, :func:`fitted_statistics` the numbers.
 
 The neighbourhood block needs the target to fit and answers the TRAINING rows out of fold (each
@@ -63,7 +64,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from housing_platform.core.neighbourhood import DEFAULT_NEIGHBOURS, NEIGHBOURHOOD_COLUMNS, NeighbourhoodPrices
+from housing_platform.core.neighbourhood import DEFAULT_NEIGHBOURS, NeighbourhoodPrices
 from housing_platform.core.neighbourhood import INPUT_COLUMNS as NEIGHBOURHOOD_INPUTS
 from housing_platform.core.schema import (
     CATEGORICAL_COLUMN,
@@ -269,7 +270,7 @@ def transform(transformer: Pipeline, frame: pd.DataFrame, out_of_fold: bool = Fa
     step = neighbourhood_step(transformer) if out_of_fold else None
     if step is not None:
         imputed = transformer["impute"].transform(frame[list(FEATURE_COLUMNS)])
-        matrix[:, -len(NEIGHBOURHOOD_COLUMNS):] = step["scale"].transform(step["prices"].out_of_fold(imputed))
+        matrix[:, -len(step["prices"].columns()):] = step["scale"].transform(step["prices"].out_of_fold(imputed))
     return matrix.astype(np.float32)
 
 
@@ -308,8 +309,9 @@ def _neighbourhood_statistics(transformer: Pipeline) -> dict:
     return {
         "neighbourhood_neighbours": int(step["prices"].n_neighbours),
         "neighbourhood_training_rows": int(len(step["prices"].coordinates_)),
-        "neighbourhood_scaler_means": dict(zip(NEIGHBOURHOOD_COLUMNS, map(float, step["scale"].mean_))),
-        "neighbourhood_scaler_scales": dict(zip(NEIGHBOURHOOD_COLUMNS, map(float, step["scale"].scale_))),
+        "neighbourhood_weighted": step["prices"].weighted(),
+        "neighbourhood_scaler_means": dict(zip(step["prices"].columns(), map(float, step["scale"].mean_))),
+        "neighbourhood_scaler_scales": dict(zip(step["prices"].columns(), map(float, step["scale"].scale_))),
     }
 
 

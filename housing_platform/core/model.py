@@ -15,6 +15,10 @@ needs no side file::
     Activation("exponential")                 # only for target_transform="log"
     ReLU(max_value=MAX_HOUSE_VALUE)           # only if clip_predictions: the survey caps values there
 
+With ``ensemble_size`` M > 1 (the default, 3), M such networks are trained side by side and the saved
+hidden and output Dense layers are their merge (``core/ensemble.py``): M·units wide, block-diagonal
+after the first, the output averaging the members; no Dropout layers. Same layer types, same port.
+
 A numpy forward pass therefore iterates ``model.layers``: ``Dense`` → ``x @ kernel + bias`` then its
 ``activation``; ``Dropout`` → skip; ``Rescaling`` → ``x * layer.scale + layer.offset``; ``Activation``
 → ``exp``; ``ReLU`` → ``clip(x, 0, layer.max_value)``. All are Keras built-ins, so
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from housing_platform.core import ensemble
 from housing_platform.core.schema import MAX_HOUSE_VALUE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,19 +54,24 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     hidden_units: tuple[int, ...] = Field(
-        (64, 32), min_length=1, description="Units per hidden layer (64-32: 9.6k multiply-adds per row; see README)."
+        (64, 32), min_length=1,
+        description="Units per hidden layer of each ensemble member (3 members of 64-32: 42k multiply-adds per row).",
     )
-    activation: Literal["relu", "elu", "selu", "gelu", "swish", "tanh"] = "relu"
+    activation: Literal["relu", "elu", "selu", "gelu", "swish", "tanh"] = "gelu"
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout rate after each hidden layer (0 = none).")
     learning_rate: float = Field(3e-3, gt=0.0, description="Adam's initial learning rate.")
     epochs: int = Field(80, ge=1, description="Upper bound on epochs (bounds the time); early stopping ends sooner.")
     batch_size: int = Field(256, ge=1)
-    patience: int = Field(15, ge=1, description="Epochs without validation improvement before stopping.")
+    patience: int = Field(10, ge=1, description="Epochs without validation improvement before stopping.")
     reduce_lr_patience: int = Field(5, ge=0, description="Halve the learning rate after this many flat epochs, 0: never.")
     target_transform: Literal["log", "scale", "none"] = Field(
         "scale", description="What the network learns: standardised y ('scale'), standardised log(y) ('log'), raw y."
     )
     clip_predictions: bool = Field(True, description=f"Clip predictions to [0, {MAX_HOUSE_VALUE:,.0f}], the survey cap.")
+    ensemble_size: int = Field(
+        3, ge=1, le=16,
+        description="Networks of this shape trained side by side and averaged, saved as one Sequential (core/ensemble.py).",
+    )
     seed: int = 42
 
 
@@ -113,12 +123,13 @@ def build_network(n_features: int, config: TrainingConfig) -> keras.Sequential:
 
 
 def _with_inverse_target(
-    network: keras.Sequential, n_features: int, config: TrainingConfig, offset: float, scale: float
+    network: keras.Sequential | list, n_features: int, config: TrainingConfig, offset: float, scale: float
 ) -> keras.Sequential:
-    """A Sequential sharing ``network``'s layers, followed by the layers that map back to dollars."""
+    """A Sequential sharing ``network``'s layers (or the given list of layers), then the layers back to dollars."""
     import keras
 
-    layers: list = [keras.Input(shape=(n_features,), name="features"), *network.layers]
+    body = network if isinstance(network, list) else network.layers
+    layers: list = [keras.Input(shape=(n_features,), name="features"), *body]
     if config.target_transform != "none":
         layers.append(keras.layers.Rescaling(scale=scale, offset=offset, name="target_inverse_scale"))
     if config.target_transform == "log":
@@ -189,13 +200,18 @@ def train_model(
     encode = lambda y: ((_forward_target(y, config.target_transform) - offset) / scale).astype(np.float32)  # noqa: E731
 
     n_features = X_train.shape[1]
-    network = build_network(n_features, config)
+    members = config.ensemble_size
+    network = build_network(n_features, config) if members == 1 else ensemble.build_members(n_features, config)
+    if members > 1:  # every member learns the same target; the loss is the mean of their MSEs
+        encode_one = encode
+        encode = lambda y: np.repeat(encode_one(y)[:, None], members, axis=1)  # noqa: E731
     network.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss="mse",
         steps_per_execution=STEPS_PER_EXECUTION,
     )
-    dollars_model = _with_inverse_target(network, n_features, config, offset, scale)
+    body = network.layers if members == 1 else [network, ensemble.averaging_layer(members)]
+    dollars_model = _with_inverse_target(body, n_features, config, offset, scale)
 
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
@@ -224,6 +240,9 @@ def train_model(
         verbose=0,
     )
     seconds = time.perf_counter() - started
+    if members > 1:  # the registered model: the members' average as one Sequential of Dense layers
+        dollars_model = _with_inverse_target(ensemble.merged_layers(network, n_features, config), n_features,
+                                             config, offset, scale)
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     epochs_run = len(history["loss"])
     best_epoch = int(np.argmin(history["val_loss"])) + 1

@@ -19,7 +19,8 @@ fast path in its precision); then ``|fast - ref| <= bound_ref + bound_fast`` (:a
   §3.1, eq. 3.5): in floating point with unit roundoff ``u``, *any* summation order (blocked,
   pairwise, FMA, split over threads) gives ``|fl(w^T h + b) - (w^T h + b)| <= gamma_k (|w|^T |h| + |b|)``
   with ``gamma_k = k u / (1 - k u)`` and ``k`` the number of terms plus roundings on the way; we use
-  ``k = n + 3`` for ``n`` inputs (bias, the fast path's bias folded into the category rows, and the
+  ``k = n + 3`` for ``n`` non-zero weights of the output (a zero weight's product is an exact 0, whose
+  addition rounds nothing: the block-diagonal layers of an ensemble, ``core/ensemble.py``, count their block) (bias, the fast path's bias folded into the category rows, and the
   folded output rescaling). ``u = 2^-24`` for float32, ``2^-53`` for float64. Underflow
   (flush-to-zero) adds at most ``2^-126`` per operation: ``k * 2^-126``.
 * **Propagation**, layer by layer: an input known to ``e_h`` gives
@@ -132,14 +133,16 @@ def _bound_rows(scorer: FastScorer, x: np.ndarray, p2: np.ndarray) -> SkewBound:
 def _dense(layer: DenseLayer, h: np.ndarray, e_h: np.ndarray, u: np.ndarray, tiny: np.ndarray):
     """One Dense layer and its element-wise steps: the float64 value and each bound's error."""
     kernel, bias, steps = unfolded(layer)
-    k = kernel.shape[0] + 3
+    # Terms per output: a zero weight's product is an exact 0 and adding it rounds nothing, so only the
+    # non-zero weights count (an ensemble's merged layers are block-diagonal: core/ensemble.py).
+    k = np.count_nonzero(kernel, axis=0) + 3
     abs_kernel = np.abs(kernel)
     g = gamma(k, u)
     z = h @ kernel + bias
-    e_z = (e_h + g * (np.abs(h) + 2.0 * e_h)) @ abs_kernel + g * np.abs(bias) + k * tiny
+    e_z = e_h @ abs_kernel + g * ((np.abs(h) + 2.0 * e_h) @ abs_kernel + np.abs(bias)) + k * tiny
     # Keras rounds each Rescaling on its own (3 roundings with its float32 constants); the fast path
     # folded it into this layer's float64 sum, where the offset may pass through all k roundings.
-    rescale_terms = np.array([3, k, 3])[:, None, None]
+    rescale_terms = np.stack([np.full_like(k, 3), k, np.full_like(k, 3)])[:, None, :]
     for step in steps:
         z, e_z = _elementwise(step, z, e_z, u, rescale_terms)
     return z, e_z

@@ -6,6 +6,10 @@ linear), ``Dropout`` (identity at inference), ``Rescaling``, ``Activation("expon
 ``ReLU(max_value)`` — into :class:`DenseLayer` objects. Anything else raises
 :class:`~housing_platform.scoring.errors.UnsupportedModelError` naming the layer or activation, so a
 network the port does not understand fails at load time instead of being scored wrongly.
+
+An ensemble (``TrainingConfig.ensemble_size`` > 1) is saved as the same kinds of layers — its members'
+Dense layers merged side by side, block-diagonal, the output their average (``core/ensemble.py``) —
+so it needs nothing here: the block zeros are multiplied like any weight.
 """
 
 from __future__ import annotations

@@ -317,7 +317,7 @@ class FastScorer:
         return out
 
     def _neighbourhood(self, numeric: np.ndarray) -> np.ndarray:
-        """The standardised neighbourhood-price columns, float64, (n, 4); ``numeric`` imputed."""
+        """The standardised neighbourhood-price columns, float64, (n, 6; 4 for older versions); ``numeric`` imputed."""
         values = self.neighbourhood.values_at(numeric[:, [self._lat_col, self._lon_col]])
         return (values - self._neighbourhood_means) / self._neighbourhood_scales
 

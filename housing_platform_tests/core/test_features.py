@@ -128,23 +128,27 @@ def test_numpy_reimplementation_from_documented_attributes(fitted, test_rows):
     # Step 5, written out by brute force: the k nearest training rows by Euclidean distance in degrees.
     block = t["features"].named_transformers_["neighbourhood"]
     prices = block["prices"]
-    k, nearest = prices.n_neighbours, prices.n_nearest
+    k, nearest, weighted = prices.n_neighbours, prices.n_nearest, prices.weighted()
     points = np.column_stack([col["latitude"], col["longitude"]])
     distances = np.sqrt(((points[:, None, :] - prices.coordinates_[None, :, :]) ** 2).sum(axis=2))
     order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    weights = 1.0 / (1e-3 + np.take_along_axis(distances, order[:, :weighted], axis=1))
     neighbourhood = np.column_stack([
         np.median(prices.log_values_[order[:, :nearest]], axis=1),
         np.median(prices.log_values_[order], axis=1),
         np.median(prices.log_values_per_income_[order], axis=1),
         np.log(1e-3 + np.take_along_axis(distances, order, axis=1).mean(axis=1)),
+        (weights * prices.log_values_[order[:, :weighted]]).sum(axis=1) / weights.sum(axis=1),
+        prices.log_values_[order].std(axis=1),
     ])
     neighbourhood = (neighbourhood - block["scale"].mean_) / block["scale"].scale_
     by_hand = np.hstack([scaled, similarity, onehot, neighbourhood])
 
-    # Where training rows tie at the k-th (or n_nearest-th) distance, which of them is "nearest" is the
+    # Where training rows tie at the k-th (or n_nearest-th, n_weighted-th) distance, which of them is "nearest" is the
     # index's choice (the same on every path, since every path asks the same index): compare the other rows.
     ranked = np.sort(distances, axis=1)
-    untied = (ranked[:, k - 1] != ranked[:, k]) & (ranked[:, nearest - 1] != ranked[:, nearest])
+    untied = (ranked[:, k - 1] != ranked[:, k]) & (ranked[:, nearest - 1] != ranked[:, nearest]) & (
+        ranked[:, weighted - 1] != ranked[:, weighted])
     assert untied.mean() > 0.9
     np.testing.assert_allclose(transform(t, test_rows)[untied], by_hand[untied].astype(np.float32), rtol=1e-5, atol=1e-5)
     assert feature_names(t) == [

@@ -13,6 +13,7 @@ from housing_platform.core.model import (
     SMALL_INPUT_ROWS,
     TrainingConfig,
     TrainingResult,
+    build_network,
     load_model,
     predict,
     save_model,
@@ -26,7 +27,8 @@ pytestmark = [
 ]
 
 TINY = TrainingConfig(
-    hidden_units=(16, 8), epochs=8, learning_rate=0.01, batch_size=64, patience=3, reduce_lr_patience=2, seed=7
+    hidden_units=(16, 8), epochs=8, learning_rate=0.01, batch_size=64, patience=3, reduce_lr_patience=2, seed=7,
+    ensemble_size=3,
 )
 PROGRESS: list[str] = []
 
@@ -133,7 +135,40 @@ def test_small_and_large_inputs_agree(trained):
     assert predict(trained.model, X[:0]).shape == (0,)
 
 
+def test_an_ensemble_is_saved_as_one_sequential_that_averages_its_members(data):
+    import keras
+
+    from housing_platform.core import ensemble
+
+    config = TINY.model_copy(update={"ensemble_size": 3, "dropout": 0.1})
+    members = ensemble.build_members(10, config)  # untrained weights: the merge must be exact for any weights
+    merged = keras.Sequential([keras.Input(shape=(10,)), *ensemble.merged_layers(members, 10, config)])
+    X = data[2]
+    expected = np.asarray(members(X, training=False), dtype=np.float64).mean(axis=1)
+    # Both are float32 sums of at most 48 products in another order (block zeros add nothing): a few
+    # float32 ulps (6e-8 relative) of outputs of magnitude ~1, far below 1e-5.
+    np.testing.assert_allclose(np.asarray(merged(X), dtype=np.float64).reshape(-1), expected, rtol=0, atol=1e-5)
+    assert [layer.kernel.shape for layer in merged.layers] == [(10, 48), (48, 24), (24, 1)]
+    second = np.asarray(merged.layers[1].kernel)
+    for a in range(3):
+        for b in range(3):
+            block = second[a * 16 : (a + 1) * 16, b * 8 : (b + 1) * 8]
+            assert block.any() if a == b else not block.any()  # each member sees only its own hidden units
+
+
+def test_a_trained_ensemble_has_the_layers_of_a_single_network(trained):
+    assert trained.config.ensemble_size == 3
+    kinds = [layer.__class__.__name__ for layer in trained.model.layers]
+    assert kinds == ["Dense", "Dense", "Dense", "Rescaling", "ReLU"]
+    assert [layer.units for layer in trained.model.layers[:3]] == [48, 24, 1]
+    single = TINY.model_copy(update={"ensemble_size": 1})
+    assert [layer.name for layer in build_network(10, single).layers] == [
+        "hidden_0", "dropout_0", "hidden_1", "dropout_1", "output"]
+
+
 def test_config_is_validated():
+    with pytest.raises(ValidationError):
+        TrainingConfig(ensemble_size=0)
     with pytest.raises(ValidationError):
         TrainingConfig(target_transform="sqrt")
     with pytest.raises(ValidationError):

@@ -100,3 +100,26 @@ def test_bad_fits_are_refused_naming_the_rule(train):
         NeighbourhoodPrices(5, 6).fit(train, train[TARGET_COLUMN])
     with pytest.raises(ValueError, match="strictly positive"):
         NeighbourhoodPrices(5, 2).fit(train, train[TARGET_COLUMN] * 0)
+
+
+def test_weighted_and_spread_columns_and_transformers_saved_before_them(train):
+    prices = NeighbourhoodPrices(6, 2, n_weighted=3).fit(train, train[TARGET_COLUMN])
+    rows = train.iloc[:40]
+    values = prices.transform(rows)
+    assert values.shape == (40, len(NEIGHBOURHOOD_COLUMNS)) and list(prices.get_feature_names_out()) == list(
+        NEIGHBOURHOOD_COLUMNS)
+    distances, indices = prices.tree().query(rows[["latitude", "longitude"]].to_numpy(), k=6)
+    weights = 1.0 / (1e-3 + distances[:, :3])
+    log_values = prices.log_values_[indices]
+    # Same float64 formulas in the same order of terms, so only summation order may differ: 1e-12 of ~12.
+    np.testing.assert_allclose(values[:, 4], (weights * log_values[:, :3]).sum(axis=1) / weights.sum(axis=1),
+                               rtol=1e-12)
+    np.testing.assert_allclose(values[:, 5], log_values.std(axis=1), rtol=1e-12)
+    # A transformer saved before the two columns existed has no n_weighted: its four columns, unchanged.
+    legacy = NeighbourhoodPrices(6, 2).fit(train, train[TARGET_COLUMN])
+    del legacy.__dict__["n_weighted"]
+    assert legacy.transform(rows).shape == (40, 4) and len(legacy.get_feature_names_out()) == 4
+    np.testing.assert_array_equal(legacy.transform(rows), values[:, :4])
+    np.testing.assert_array_equal(legacy.out_of_fold(train)[:, :4], prices.out_of_fold(train)[:, :4])
+    with pytest.raises(ValueError, match="n_weighted must be >= 0"):
+        NeighbourhoodPrices(6, 2, n_weighted=-1).fit(train, train[TARGET_COLUMN])

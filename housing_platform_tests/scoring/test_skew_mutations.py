@@ -88,9 +88,13 @@ def test_a_real_defect_falls_far_outside_the_bound_and_is_refused(models, champi
     )
     # Observed on the tiny model (AVX-512): 58-99 % of rows outside; medians 80-330x. The margins
     # below are wide so that a differently trained tiny model (another CPU's training) still passes.
+    # One weight of one ensemble member moves the averaged prediction by a third of what it moves its
+    # member (core/ensemble.py; 3 members by default): observed 83-89% of rows outside, >10x on 22%
+    # (float32) to 51% (float64), medians 5-10x; its margins are lower by about that factor.
+    weak = mutation == "sign_flip_of_one_weight"
     assert check.rows_outside >= 0.5 * check.rows
-    assert far_outside >= 0.4
-    assert np.quantile(ratios, 0.75) >= 20.0
+    assert far_outside >= (0.1 if weak else 0.4)
+    assert np.quantile(ratios, 0.75) >= (5.0 if weak else 20.0)
     with pytest.raises(SkewError, match="outside their bound"):
         verify_against(mutant, python_model)  # the server's load check, on its probe rows
     with pytest.raises(SkewError, match=r"row \d+: fast path .* error bound of \$"):

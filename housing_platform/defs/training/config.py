@@ -30,6 +30,9 @@ class TrainingRunConfig(dg.Config):
         TrainingConfig, "target_transform", "'log', 'scale' or 'none' (target during training)."
     )
     clip_predictions: bool = field_from(TrainingConfig, "clip_predictions", "Clip predictions to [0, 500,001].")
+    ensemble_size: int = field_from(
+        TrainingConfig, "ensemble_size", "Networks trained side by side and averaged (saved as one Sequential)."
+    )
     seed: int = field_from(TrainingConfig, "seed", "Seed of weights and shuffling.")
     interval_level: float = field_from(IntervalConfig, "level")
     interval_difficulty_floor_dollars: float = field_from(IntervalConfig, "difficulty_floor_dollars")
