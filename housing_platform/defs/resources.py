@@ -24,7 +24,8 @@ from housing_platform.config.settings import HousingSettings
 class HousingStateResource(dg.ConfigurableResource):
     """The state folder and the data file: where assets read inputs and write their files."""
 
-    home: str = Field(description="State folder (HOUSING_HOME); every file the platform writes lives here.")
+    home: str = Field(description="State folder (HOUSING_HOME): the platform's files in the embedded profile, "
+                      "scratch copies in the production one (files_uri).")
     data_path: str = Field(description="District CSV read by `raw_housing_data` (HOUSING_DATA_PATH).")
     raw_uri: str = Field("", description="Where `raw_housing_data` reads instead (HOUSING_RAW__URI).")
     raw_table: str = Field("", description="With a database raw source: the table (HOUSING_RAW__TABLE).")
@@ -64,12 +65,6 @@ class HousingStateResource(dg.ConfigurableResource):
     @property
     def settings(self) -> HousingSettings:
         return HousingSettings(home=Path(self.home), data_path=Path(self.data_path))
-
-    def folder(self, *parts: str) -> Path:
-        """A sub-folder of the state folder, created on first use (files other hosts need go through :meth:`files`)."""
-        path = Path(self.home).joinpath(*parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
 
 class MLflowResource(dg.ConfigurableResource):

@@ -4,10 +4,8 @@ Each asset is a thin shell: the work is done by plain modules (`splits`, `featur
 `evaluation`, `model_gate`) that the server and notebooks import too. Run config is in `config.py`, the
 gate's blocking checks on `evaluation_report` in `checks.py`. Files (skops transformer, `.keras`
 network, plots) go to `<state>/artifacts/<kind>/<run id>.*`, so a new run never overwrites what an
-earlier version was trained from; asset values are small JSON documents pointing at them. They are
-written and read through the file store (`adapters/file_store.py`): in the production profile they are
-objects under `s3://<bucket>/<prefix>/` and the values name those, so a step on another host (or pod)
-downloads what an earlier step wrote.
+earlier version was trained from; asset values are small JSON documents pointing at them, through the
+file store (`adapters/file_store.py`: `s3://<bucket>/<prefix>/...` in production, downloaded by each reader).
 """
 
 import time
