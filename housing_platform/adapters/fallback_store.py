@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from housing_platform.adapters.file_store import FileStore, FileStoreError, S3_SCHEME, file_store_for
+from housing_platform.adapters.file_store import S3_SCHEME, FileStore, FileStoreError, file_store_for
 from housing_platform.config.settings import HousingSettings
 from housing_platform.scoring.errors import ScoringError
 from housing_platform.scoring.fallback import FallbackScorer

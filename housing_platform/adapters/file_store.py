@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from housing_platform.config.profiles import PRODUCTION, ProductionSettings, active_profile
 from housing_platform.config.settings import HousingSettings
+from housing_platform.scoring.integrity import sha256_of
 
 S3_SCHEME = "s3"
 SCRATCH_FOLDER = "scratch"  # under the state folder: files on their way to S3, never read back later
@@ -80,13 +81,14 @@ class FileStore(ABC):
         return self.uri(key)
 
     def local_folder(self, key: str) -> Path:
-        """The local folder for the keys under ``key`` (created): write a library's files there, then :meth:`publish_folder`."""
+        """The local folder for the keys under ``key`` (created): write a library's files there, then publish them."""
         return self.local_path(f"{checked_key(key)}/_").parent
 
     def publish_folder(self, key: str, paths: Mapping[str, Path]) -> dict[str, str]:
         """Publish files written under :meth:`local_folder` ``(key)``; their uris, by the same names."""
         folder = self.local_folder(key)
-        return {name: self.publish(f"{key}/{Path(path).relative_to(folder).as_posix()}") for name, path in paths.items()}
+        return {name: self.publish(f"{key}/{Path(path).relative_to(folder).as_posix()}")
+                for name, path in paths.items()}
 
     def write_bytes(self, key: str, body: bytes) -> str:
         """Store ``body`` under ``key`` (readers never see half a file); return its uri."""
@@ -110,11 +112,19 @@ class FileStore(ABC):
         """The key a location returned by :meth:`uri` names, or None when it is not in this store."""
         return None
 
-    def fetch(self, location: str | Path) -> Path:
+    def fetch(self, location: str | Path, sha256: str | None = None) -> Path:
         """A local file with the content ``location`` names (a :meth:`uri` of this store, or a local path).
 
-        FileNotFoundError naming the location when there is none.
+        FileNotFoundError naming the location when there is none; with ``sha256`` (recorded when the file
+        was written), FileStoreError naming the location and both hashes when the content differs.
         """
+        path = self._fetch(location)
+        if sha256 is not None and (found := sha256_of(path)) != sha256:
+            raise FileStoreError(f"{location}: sha256 {found} differs from {sha256}, recorded when it was written: "
+                                 "the file was changed or replaced since")
+        return path
+
+    def _fetch(self, location: str | Path) -> Path:
         path = Path(location)
         if not path.is_file():
             raise FileNotFoundError(f"no file at {location}")
@@ -156,7 +166,7 @@ class LocalFileStore(FileStore):
 
 
 class S3FileStore(FileStore):
-    """Files as objects ``s3://<bucket>/<prefix>/<key>``: the production profile. Scratch files under ``<home>/scratch``."""
+    """Files as objects ``s3://<bucket>/<prefix>/<key>``: the production profile (scratch under ``<home>/scratch``)."""
 
     def __init__(self, home: str | Path, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  region: str | None = None, client: Any = None):
@@ -234,10 +244,10 @@ class S3FileStore(FileStore):
             key = key[len(self.prefix) + 1:]
         return key
 
-    def fetch(self, location: str | Path) -> Path:
+    def _fetch(self, location: str | Path) -> Path:
         """Download the object ``location`` names into the scratch folder (a local path is returned as is)."""
         if urlparse(str(location)).scheme != S3_SCHEME:
-            return super().fetch(location)
+            return super()._fetch(location)
         key = self.key_of(location)
         if key is None:
             raise FileStoreError(f"{location} is not in this platform's bucket ({self.root})")

@@ -78,11 +78,11 @@ def _record(registry, version: str, status: str, args: argparse.Namespace) -> st
 
 
 def command_approve(args: argparse.Namespace) -> int:
+    from housing_platform.adapters.fallback_store import store_fallback_baseline
+    from housing_platform.adapters.file_store import file_store_for
     from housing_platform.adapters.mlflow_registry import FAST_PATH_VERIFIED_TAG, PENDING_REASON_TAG
     from housing_platform.config.runtime import process_settings
     from housing_platform.scoring.errors import ScoringError
-    from housing_platform.adapters.fallback_store import store_fallback_baseline
-    from housing_platform.adapters.file_store import file_store_for
     from housing_platform.scoring.verification import load_fast_scorer
 
     found = _pending(args)

@@ -29,6 +29,7 @@ from housing_platform.adapters.file_store import (
 )
 from housing_platform.config.settings import HousingSettings
 from housing_platform.scoring.errors import ScoringError
+from housing_platform.scoring.integrity import sha256_of
 
 BUCKET = "files-test"
 PRODUCTION_ENVIRON = {
@@ -116,6 +117,22 @@ def test_a_file_written_by_a_library_is_uploaded_and_fetched_back_on_a_host_that
         host_b.fetch(f"s3://{BUCKET}/p/artifacts/models/run2.keras")
     with pytest.raises(FileStoreError, match=r"s3://other/p/x.keras is not in this platform's bucket"):
         host_b.fetch("s3://other/p/x.keras")
+
+
+def test_a_fetched_file_is_checked_against_the_hash_recorded_when_it_was_written(tmp_path, s3) -> None:
+    store = S3FileStore(tmp_path, BUCKET, "p")
+    location = store.write_bytes("artifacts/models/run1.keras", b"weights")
+    recorded = sha256_of(store.fetch(location))
+    assert store.fetch(location, recorded).read_bytes() == b"weights"
+
+    s3.put_object(Bucket=BUCKET, Key="p/artifacts/models/run1.keras", Body=b"other weights")  # replaced in the bucket
+    with pytest.raises(FileStoreError, match=rf"{location}: sha256 [0-9a-f]{{64}} differs from {recorded}"):
+        store.fetch(location, recorded)
+    local = LocalFileStore(tmp_path / "state")
+    path = local.write_bytes("artifacts/models/run1.keras", b"weights")
+    (tmp_path / "state" / "artifacts" / "models" / "run1.keras").write_bytes(b"edited")
+    with pytest.raises(FileStoreError, match=f"{path}: sha256 .* differs from {recorded}"):
+        local.fetch(path, recorded)
 
 
 def test_the_fallback_baseline_goes_to_the_bucket_and_the_server_reads_it_from_there(tmp_path, s3, monkeypatch) -> None:

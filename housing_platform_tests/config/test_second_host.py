@@ -7,7 +7,8 @@ few rows the data gate quarantines, serves the champion in process (the real app
 day's monitoring partition (the drift report). Then host A's state folder is **deleted**, and host B,
 with the same profile variables and a new, empty state folder, serves the champion (its answers name
 the champion's version, its fallback baseline is the bucket's), materializes the same day's monitoring
-partition and the drift history. Every file either host wrote for the other is in the bucket.
+partition and the drift history, and re-runs `evaluation_report` from the model files host A's run
+left in the bucket. Every file either host wrote for the other is in the bucket.
 """
 
 from __future__ import annotations
@@ -44,14 +45,16 @@ REQUEST_ROWS, REQUESTS = 50, 4  # per host: 200 captured rows each, enough for a
 READY_SECONDS = 120.0  # the first load of the champion through the tracking server, on a busy 2-core machine
 # A few epochs and gate limits every model meets: the test is about where files go, not how good the model is
 # (the gate's own rules are tested in core/test_model_gate.py).
+ACCEPTING_GATE = {"config": {
+    "max_rmse_dollars": 1e12, "min_improvement_over_baseline": -1e6, "max_regression_vs_champion": 1e6,
+    "max_slice_rmse_ratio": 1e6, "max_golden_regression_vs_champion": 1e6,
+}}
+EVALUATION = {**loop.QUIET_LOGS, "ops": {"evaluation_report": ACCEPTING_GATE}}
 TRAINING = {
     **loop.SMALL_TRAINING,
     "ops": {
         **loop.SMALL_TRAINING["ops"],
-        "evaluation_report": {"config": {
-            "max_rmse_dollars": 1e12, "min_improvement_over_baseline": -1e6, "max_regression_vs_champion": 1e6,
-            "max_slice_rmse_ratio": 1e6, "max_golden_regression_vs_champion": 1e6,
-        }},
+        "evaluation_report": ACCEPTING_GATE,
     },
 }
 
@@ -192,6 +195,13 @@ def test_a_second_host_with_an_empty_state_folder_serves_and_monitors_from_the_s
         monitored = host_b.monitor()
         history = loop.draw_history(host_b.defs, host_b.instance, loop.QUIET_LOGS)
         assert history.success, _failures(history)
+        # A training step on B: evaluation_report loads the splits and the golden holdout (S3 IO manager) and
+        # downloads the transformer and network host A's run wrote, checked against their recorded sha256. The
+        # candidate is the champion A registered from those files, so the gate calls the comparison void: the
+        # run fails on that one check, after the report was written.
+        evaluated = dg.materialize([*host_b.defs.assets, *host_b.defs.asset_checks], selection=["evaluation_report"],
+                                   instance=host_b.instance, resources=host_b.defs.resources, run_config=EVALUATION,
+                                   raise_on_error=False)
     finally:
         host_b.close()
     assert (ready_b["model_version"], ready_b["follows"]) == (champion, "models:/housing_price_model@champion")
@@ -215,10 +225,22 @@ def test_a_second_host_with_an_empty_state_folder_serves_and_monitors_from_the_s
     assert _metadata(history, "drift_history")["days_with_report_raw"] >= 1
     assert {f"{S3_PREFIX}/reports/drift_history.html", f"{S3_PREFIX}/reports/drift_history.png"} <= bucket_keys(
         S3_BUCKET, f"{S3_PREFIX}/reports/")
+    # B's evaluation scored A's candidate files: the same test RMSE (the same network on the same rows; rel 1e-9
+    # leaves room for summation order only, a different model moves it by percents), its plots in the bucket.
+    gate = {e.check_name: e for e in evaluated.get_asset_check_evaluations()}
+    assert {name for name, e in gate.items() if not e.passed} == {"no_regression_vs_champion"}
+    assert f"the 'champion' (version {champion}) is the candidate itself" in gate["no_regression_vs_champion"].description
+    again = evaluated.output_for_node("evaluation_report")
+    first = trained.output_for_node("evaluation_report")
+    assert again["candidate_model_sha256"] == first["candidate_model_sha256"]
+    assert again["metrics"]["rmse"] == pytest.approx(first["metrics"]["rmse"], rel=1e-9)
+    assert again["champion"]["version"] == champion  # and the champion, through the tracking server
+    assert all(p.startswith(f"{root_uri}/reports/evaluation/{evaluated.run_id}/") for p in again["plots"].values())
     left_on_b = _files(root / "host-b")
     assert all(path.startswith(("scratch/", "dagster/", "capture/")) for path in left_on_b), left_on_b
     print(f"\nsecond host: host A (train, register, serve {len(traffic) // 2} rows, drift report) "
-          f"{host_a_seconds:.1f} s; host B (serve {len(traffic) // 2 + REQUEST_ROWS} rows, drift report, history) "
+          f"{host_a_seconds:.1f} s; host B (serve {len(traffic) // 2 + REQUEST_ROWS} rows, drift report, history, "
+          "evaluation report) "
           f"{time.perf_counter() - started - host_a_seconds:.1f} s; {len(keys)} objects in the bucket after A; "
           f"{len(left_on_a)} scratch/config files were on A")
 

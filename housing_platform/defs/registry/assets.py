@@ -16,6 +16,7 @@ from housing_platform.adapters.alias_moves import (
     record_move,
     start_rollout,
 )
+from housing_platform.adapters.fallback_store import store_fallback_baseline
 from housing_platform.adapters.mlflow_registry import (
     CHAMPION_ALIAS,
     FAST_PATH_REASON_TAG,
@@ -43,7 +44,6 @@ from housing_platform.defs.registry.checks import (
     verify_registered_version,
 )
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
-from housing_platform.adapters.fallback_store import store_fallback_baseline
 from housing_platform.scoring.fallback import fit_fallback_baseline
 
 GROUP = "registry"
@@ -118,7 +118,8 @@ def registered_model_version(
     train = housing_splits[housing_splits[SPLIT_COLUMN] == "train"]
     reference = train.sample(n=min(config.reference_rows, len(train)), random_state=0).reset_index(drop=True)
     files = housing_state.files()  # the model files of this run: local, or downloaded from the bucket
-    transformer_file, network_file = files.fetch(fitted_transformer["path"]), files.fetch(trained_model["path"])
+    transformer_file = files.fetch(fitted_transformer["path"], fitted_transformer["sha256"])  # as written, or fail
+    network_file = files.fetch(trained_model["path"], trained_model["sha256"])
     transformer = features.load_transformer(transformer_file)
     network = keras_model.load_model(network_file)
     training_config = keras_model.TrainingConfig(**trained_model["config"])

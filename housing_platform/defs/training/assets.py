@@ -211,7 +211,7 @@ def trained_model(
     files = housing_state.files()
     training_config = run_training_config(context, config.to_training_config(), files)
     parts = _frames(housing_splits)
-    transformer = features.load_transformer(files.fetch(fitted_transformer["path"]))
+    transformer = features.load_transformer(files.fetch(fitted_transformer["path"], fitted_transformer["sha256"]))
     # The train rows' neighbourhood prices leave each row's own label out (core/neighbourhood.py).
     x_train = features.transform(transformer, parts.train, out_of_fold=True)
     x_val = features.transform(transformer, parts.validation)
@@ -295,7 +295,7 @@ def evaluation_report(
     HistGradientBoostingRegressor fit on the train split; the textbook random forest of *Hands-On ML*
     ch. 2 fit on train + validation) and for the **current champion** scored on the
     very same test rows. Plots (predicted vs. actual, residuals, per-slice error) are embedded below
-    and saved under `<state>/reports/evaluation/<run id>/` (in the bucket in the production profile). Candidate and champion are also scored on
+    and saved under `<state>/reports/evaluation/<run id>/` (the bucket in production). Candidate and champion are also scored on
     the pinned `golden_holdout`, which no new data can move, and the training labels are compared with
     the champion's (`label_shift`: a shift sends the version to a person instead of `champion`). Five
     blocking checks on this asset form the promotion gate; if any fails, nothing is registered and no
@@ -305,8 +305,8 @@ def evaluation_report(
 
     parts = _frames(housing_splits)
     files = housing_state.files()
-    transformer = features.load_transformer(files.fetch(fitted_transformer["path"]))
-    network = keras_model.load_model(files.fetch(trained_model["path"]))
+    transformer = features.load_transformer(files.fetch(fitted_transformer["path"], fitted_transformer["sha256"]))
+    network = keras_model.load_model(files.fetch(trained_model["path"], trained_model["sha256"]))
     training_config = keras_model.TrainingConfig(**trained_model["config"])
     x_test = features.transform(transformer, parts.test)
     y_test = parts.test[TARGET_COLUMN].to_numpy()
