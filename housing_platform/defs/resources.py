@@ -30,8 +30,10 @@ class HousingStateResource(dg.ConfigurableResource):
     raw_uri: str = Field("", description="Where `raw_housing_data` reads instead (HOUSING_RAW__URI).")
     raw_table: str = Field("", description="With a database raw source: the table (HOUSING_RAW__TABLE).")
     raw_query: str = Field("", description="With a database raw source: the query (HOUSING_RAW__QUERY).")
-    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint for an s3:// raw source; None: boto3's own.")
-    s3_region: str | None = Field(None, description="Region for an s3:// raw source; None: boto3's own.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint for an s3:// raw source and files_uri; None: boto3's own."
+    )
+    s3_region: str | None = Field(None, description="Region for an s3:// raw source and files_uri; None: boto3's own.")
     files_uri: str = Field(
         "", description="Where quarantine, reports, plots, the fallback baseline and model files go: empty for the "
         "state folder (embedded profile), s3://<bucket>/<prefix> in the production profile."

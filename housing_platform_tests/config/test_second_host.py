@@ -103,7 +103,8 @@ class Host:
             ready["fallback"] = server.fallback.model_uri if server.fallback else server.fallback_problem
             answers = []
             for start in range(0, len(rows), REQUEST_ROWS):
-                response = client.post("/v1/predict", json={"instances": records(rows.iloc[start:start + REQUEST_ROWS])})
+                batch = rows.iloc[start:start + REQUEST_ROWS]
+                response = client.post("/v1/predict", json={"instances": records(batch)})
                 assert response.status_code == 200, response.text
                 answers.append(response.json())
         return ready, answers  # leaving the client stops the server: its captures are flushed to PostgreSQL
@@ -169,7 +170,8 @@ def test_a_second_host_with_an_empty_state_folder_serves_and_monitors_from_the_s
     assert _metadata(trained, "validated_housing_data")["quarantine_path"] == f"s3://{S3_BUCKET}/{quarantine}"
     plots = {k for k in keys if k.startswith(f"{S3_PREFIX}/reports/evaluation/{run}/")}
     assert plots and all(k.endswith(".png") for k in plots)
-    assert {f"s3://{S3_BUCKET}/{k}" for k in plots} == set(trained.output_for_node("evaluation_report")["plots"].values())
+    plot_locations = set(trained.output_for_node("evaluation_report")["plots"].values())
+    assert {f"s3://{S3_BUCKET}/{k}" for k in plots} == plot_locations
     assert "data:image/png;base64," in report["plots"]  # still embedded for the UI
     assert {f"{S3_PREFIX}/artifacts/transformers/{run}.skops", f"{S3_PREFIX}/artifacts/models/{run}.keras",
             f"{S3_PREFIX}/golden_holdout/manifest.json", f"{S3_PREFIX}/golden_holdout/golden_holdout.parquet",
@@ -229,7 +231,8 @@ def test_a_second_host_with_an_empty_state_folder_serves_and_monitors_from_the_s
     # leaves room for summation order only, a different model moves it by percents), its plots in the bucket.
     gate = {e.check_name: e for e in evaluated.get_asset_check_evaluations()}
     assert {name for name, e in gate.items() if not e.passed} == {"no_regression_vs_champion"}
-    assert f"the 'champion' (version {champion}) is the candidate itself" in gate["no_regression_vs_champion"].description
+    void = gate["no_regression_vs_champion"].description
+    assert f"the 'champion' (version {champion}) is the candidate itself" in void
     again = evaluated.output_for_node("evaluation_report")
     first = trained.output_for_node("evaluation_report")
     assert again["candidate_model_sha256"] == first["candidate_model_sha256"]

@@ -125,7 +125,8 @@ def drift_report(
     `core.drift_rules` fires — dataset share, key feature, severe single feature, prediction drift —
     and names each with its numbers (metadata `rules_fired`). The HTML report is written to
     `<state>/reports/drift/<date>.html` (open it in a browser; `s3://<bucket>/<prefix>/reports/drift/` in
-    the production profile), beside its JSON, and logged to the MLflow `monitoring` experiment. The value is a tidy table (column, method, score, threshold, drifted):
+    the production profile), beside its JSON, and logged to the MLflow `monitoring` experiment. The
+    value is a tidy table (column, method, score, threshold, drifted):
     `defs.load_asset_value("drift_report", partition_key="2026-11-22")`.
     """
     date = context.partition_key

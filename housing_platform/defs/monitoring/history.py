@@ -1,11 +1,11 @@
 """`drift_history`: the last N days of drift on one page, and what the platform did about each failed day.
 
 Reads what the platform recorded, never recomputes: each day's drift summary from its JSON report in
-`<state>/reports/drift/` or the bucket (the file store; the check's own verdict and scores), the live RMSE and labelled volume from
-`live_model_performance`'s materializations, the retraining runs the `retrain_on_drift` sensor
-launched for a failed day (by their trigger tags), the version each registered and its gate checks
-from that run's events, and the version's aliases and approval tags from the MLflow registry. The
-drawing and the wording are `core.drift_history`'s.
+`<state>/reports/drift/` or the bucket (the file store; the check's own verdict and scores), the live
+RMSE and labelled volume from `live_model_performance`'s materializations, the retraining runs the
+`retrain_on_drift` sensor launched for a failed day (by their trigger tags), the version each
+registered and its gate checks from that run's events, and the version's aliases and approval tags
+from the MLflow registry. The drawing and the wording are `core.drift_history`'s.
 """
 
 

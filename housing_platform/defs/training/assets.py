@@ -295,7 +295,8 @@ def evaluation_report(
     HistGradientBoostingRegressor fit on the train split; the textbook random forest of *Hands-On ML*
     ch. 2 fit on train + validation) and for the **current champion** scored on the
     very same test rows. Plots (predicted vs. actual, residuals, per-slice error) are embedded below
-    and saved under `<state>/reports/evaluation/<run id>/` (the bucket in production). Candidate and champion are also scored on
+    and saved under `<state>/reports/evaluation/<run id>/` (the bucket in production). Candidate and
+    champion are also scored on
     the pinned `golden_holdout`, which no new data can move, and the training labels are compared with
     the champion's (`label_shift`: a shift sends the version to a person instead of `champion`). Five
     blocking checks on this asset form the promotion gate; if any fails, nothing is registered and no

@@ -4,12 +4,13 @@ The first materialization selects the rows (`core/golden_holdout.py`: the base r
 buckets, never labelled traffic) and pins them in the state folder, `<state>/golden_holdout/`: the rows
 as Parquet and `manifest.json` with their hashes (paths in it are relative to that folder, so the state
 folder can move); in the production profile the two files are objects under
-`s3://<bucket>/<prefix>/golden_holdout/` (the file store), so every host verifies the same pin. Every later materialization reads the pinned rows, verifies them against the manifest
-and against the content hash its own last materialization recorded in the Dagster instance, and returns
-them unchanged; a changed raw file changes neither the rows nor their labels (the metadata says how the
-current data's labels compare). Tampering fails the run, naming what differs, and with it the gate
-(`evaluation_report` depends on this asset). To choose a new holdout deliberately, delete the folder: the
-next run pins afresh and records the content hash it replaced.
+`s3://<bucket>/<prefix>/golden_holdout/` (the file store), so every host verifies the same pin. Every
+later materialization reads the pinned rows, verifies them against the manifest and against the content
+hash its own last materialization recorded in the Dagster instance, and returns them unchanged; a
+changed raw file changes neither the rows nor their labels (the metadata says how the current data's
+labels compare). Tampering fails the run, naming what differs, and with it the gate (`evaluation_report`
+depends on this asset). To choose a new holdout deliberately, delete the folder (the objects, in
+production): the next run pins afresh and records the content hash it replaced.
 """
 
 import io
