@@ -77,7 +77,8 @@ def command_rollback(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from housing_platform.adapters.alias_moves import roll_back
-    from housing_platform.scoring.fallback import write_fallback_baseline
+    from housing_platform.adapters.fallback_store import store_fallback_baseline
+    from housing_platform.adapters.file_store import file_store_for
 
     registry, settings = _registry()
     if registry is None:
@@ -93,7 +94,7 @@ def command_rollback(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     baseline = registry.fallback_baseline(event.version)
     if baseline is not None:
-        write_fallback_baseline(settings.fallback_baseline_path, {**baseline, "model_version": event.version})
+        store_fallback_baseline(file_store_for(settings), {**baseline, "model_version": event.version})
     print(f"champion {event.replaced or 'none'} -> {event.version} by {event.by}: {reason}; "
           "servers follow at their next poll")
     return EXIT_DONE

@@ -78,10 +78,11 @@ def _record(registry, version: str, status: str, args: argparse.Namespace) -> st
 
 
 def command_approve(args: argparse.Namespace) -> int:
+    from housing_platform.adapters.fallback_store import store_fallback_baseline
+    from housing_platform.adapters.file_store import file_store_for
     from housing_platform.adapters.mlflow_registry import FAST_PATH_VERIFIED_TAG, PENDING_REASON_TAG
     from housing_platform.config.runtime import process_settings
     from housing_platform.scoring.errors import ScoringError
-    from housing_platform.scoring.fallback import write_fallback_baseline
     from housing_platform.scoring.verification import load_fast_scorer
 
     found = _pending(args)
@@ -101,7 +102,7 @@ def command_approve(args: argparse.Namespace) -> int:
     # As at an automatic promotion: the new champion's baseline is what the server falls back to.
     baseline = registry.fallback_baseline(version.version)
     if baseline is not None:
-        write_fallback_baseline(process_settings().fallback_baseline_path,
+        store_fallback_baseline(file_store_for(process_settings()),
                                 {**baseline, "model_version": version.version})
     person = _record(registry, version.version, "approved", args)
     from housing_platform.adapters.alias_moves import record_direct_promotion

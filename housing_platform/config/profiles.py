@@ -7,7 +7,9 @@
   PostgreSQL; asset values and MLflow artifacts on S3 (AWS, or any S3 API such as MinIO through
   ``HOUSING_S3_ENDPOINT_URL``). With ``HOUSING_MLFLOW_TRACKING_URI`` the platform reaches MLflow
   through an ``mlflow server`` over HTTP instead of its database (``config/mlflow_server.py``).
-  The state folder is still used for scratch files, quarantined rows and reports.
+  Quarantined rows, reports, plots, the fallback baseline and model files between steps go to
+  ``s3://<bucket>/<prefix>/`` too (``files_uri``); the state folder keeps only
+  scratch files and host-local setup (``dagster.yaml``, the server's token file).
 
 The first half is plain Python (pydantic, SQLAlchemy URL parsing, YAML): the CLI reads it to write
 ``dagster.yaml`` and create the databases. Nothing here imports Dagster: the production resource
@@ -97,7 +99,7 @@ def active_executor(environ: Mapping[str, str] | None = None) -> str:
 class ProductionSettings(BaseModel):
     """Where the production profile keeps its state. Build it with :meth:`from_env`."""
 
-    housing: HousingSettings = Field(description="State folder (scratch files, quarantine, reports) and data file.")
+    housing: HousingSettings = Field(description="State folder (scratch files, dagster.yaml) and data file.")
     postgres_url: str = Field(description="PostgreSQL database of the Dagster instance, without password.")
     postgres_password: SecretStr | None = Field(None, description="Password of the PostgreSQL user, if any.")
     mlflow_tracking_uri: str = Field(
@@ -172,6 +174,13 @@ class ProductionSettings(BaseModel):
     @property
     def storage_uri(self) -> str:
         return f"s3://{self.s3_bucket}/{self.storage_prefix}"
+
+    @property
+    def files_uri(self) -> str:
+        """Root of the platform's files (quarantine, reports, plots, fallback baseline, model files between
+        steps): ``s3://<bucket>/<prefix>``, each file at its state-folder path below it
+        (``adapters/file_store.py``)."""
+        return _join_s3(self.s3_bucket, self.s3_prefix)
 
 
 def _postgres_url(raw: str) -> URL:

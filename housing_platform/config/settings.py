@@ -117,7 +117,9 @@ class HousingSettings(BaseSettings):
             self.capture_url = f"sqlite:///{self.home / 'capture' / 'capture.db'}"
         return self
 
-    # Sub-folders of the state folder, one per kind of state.
+    # Sub-folders of the state folder, one per kind of state. The platform's files (quarantine, reports,
+    # artifacts, the fallback baseline) are written through the file store (adapters/file_store.py): at
+    # these paths in the embedded profile, at the same keys under s3://<bucket>/<prefix>/ in production.
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"

@@ -24,21 +24,34 @@ from housing_platform.config.settings import HousingSettings
 class HousingStateResource(dg.ConfigurableResource):
     """The state folder and the data file: where assets read inputs and write their files."""
 
-    home: str = Field(description="State folder (HOUSING_HOME); every file the platform writes lives here.")
+    home: str = Field(description="State folder (HOUSING_HOME): the platform's files in the embedded profile, "
+                      "scratch copies in the production one (files_uri).")
     data_path: str = Field(description="District CSV read by `raw_housing_data` (HOUSING_DATA_PATH).")
     raw_uri: str = Field("", description="Where `raw_housing_data` reads instead (HOUSING_RAW__URI).")
     raw_table: str = Field("", description="With a database raw source: the table (HOUSING_RAW__TABLE).")
     raw_query: str = Field("", description="With a database raw source: the query (HOUSING_RAW__QUERY).")
-    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint for an s3:// raw source; None: boto3's own.")
-    s3_region: str | None = Field(None, description="Region for an s3:// raw source; None: boto3's own.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint for an s3:// raw source and files_uri; None: boto3's own."
+    )
+    s3_region: str | None = Field(None, description="Region for an s3:// raw source and files_uri; None: boto3's own.")
+    files_uri: str = Field(
+        "", description="Where quarantine, reports, plots, the fallback baseline and model files go: empty for the "
+        "state folder (embedded profile), s3://<bucket>/<prefix> in the production profile."
+    )
 
     @classmethod
-    def from_settings(cls, settings: HousingSettings, **s3: str | None) -> "HousingStateResource":
+    def from_settings(cls, settings: HousingSettings, **extra: str | None) -> "HousingStateResource":
         raw = settings.raw
         return cls(
             home=str(settings.home), data_path=str(settings.data_path),
-            raw_uri=raw.uri, raw_table=raw.table, raw_query=raw.query, **s3,
+            raw_uri=raw.uri, raw_table=raw.table, raw_query=raw.query, **extra,
         )
+
+    def files(self):
+        """The platform's file store (``adapters/file_store.py``): the state folder or the bucket."""
+        from housing_platform.adapters.file_store import open_file_store
+
+        return open_file_store(self.files_uri, self.home, endpoint_url=self.s3_endpoint_url, region=self.s3_region)
 
     @property
     def raw_source(self) -> RawSource:
@@ -54,12 +67,6 @@ class HousingStateResource(dg.ConfigurableResource):
     @property
     def settings(self) -> HousingSettings:
         return HousingSettings(home=Path(self.home), data_path=Path(self.data_path))
-
-    def folder(self, *parts: str) -> Path:
-        """A sub-folder of the state folder, created on first use."""
-        path = Path(self.home).joinpath(*parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
 
 class MLflowResource(dg.ConfigurableResource):
@@ -121,7 +128,8 @@ def production_resources(settings: ProductionSettings) -> dict[str, Any]:
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
     return {
         "housing_state": HousingStateResource.from_settings(
-            settings.housing, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.aws_region
+            settings.housing, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.aws_region,
+            files_uri=settings.files_uri,
         ),
         "mlflow_tracking": MLflowResource(
             tracking_uri=settings.mlflow_tracking_uri,

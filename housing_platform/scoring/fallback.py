@@ -5,8 +5,9 @@ The baseline is the evaluation report's simplest comparison model — the median
 (``core/evaluation.py``'s ``median_per_ocean_proximity``; test RMSE about $102k against the network's
 $43k, so it is a last resort, not a model). It is fitted at registration, stored with every version as
 the model file ``artifacts/fallback_baseline.json`` (so the registry's sha256 record covers it) and,
-when a version is promoted, copied into the state folder (``<HOUSING_HOME>/server/fallback_baseline.json``)
-where a server that can load no version at all still finds it.
+when a version is promoted, copied into the file store (``<HOUSING_HOME>/server/fallback_baseline.json``,
+or ``s3://<bucket>/<prefix>/server/fallback_baseline.json`` in the production profile:
+``adapters/fallback_store.py``) where a server that can load no version at all still finds it.
 
 :class:`FallbackScorer` has the part of :class:`~housing_platform.scoring.scorer.FastScorer`'s interface
 the server's predict path uses (``category_codes``, ``score_arrays``, ``out_of_range``), so a fallback

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from housing_platform.adapters.fallback_store import fallback_baseline_location
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS, MODEL_NAME
 from housing_platform.config.settings import HousingSettings
 
@@ -111,7 +112,8 @@ class ServingConfig(BaseModel):
         "`\"fallback\": true` and `/ready` 200 with `\"degraded\": true`; off: 503 until a version loads.",
     )
     fallback_baseline_path: str | None = Field(
-        None, description="The fallback baseline's JSON file (from_settings: in the state folder); None: no fallback."
+        None, description="The fallback baseline's JSON file or s3:// object (from_settings: the profile's file store: "
+        "the state folder, or the bucket); None: no fallback."
     )
     inline_rows: int = Field(
         256, ge=0, description="Requests with more rows are parsed and scored in a worker thread, not the event loop."
@@ -149,7 +151,8 @@ class ServingConfig(BaseModel):
             "artifact_root": settings.mlflow_artifact_root,
             "capture_url": settings.capture_url,
             "tokens_file": str(settings.tokens_path),
-            "fallback_baseline_path": str(settings.fallback_baseline_path),
+            # the state folder's file, or the bucket's object in the production profile (adapters/fallback_store.py)
+            "fallback_baseline_path": fallback_baseline_location(settings),
             "capture_spill_dir": str(settings.home / "capture" / "spill"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -27,11 +27,12 @@ from housing_platform.adapters.capture.records import CaptureRecord, new_request
 from housing_platform.adapters.capture.spill import SpillLog
 from housing_platform.adapters.capture.store import CaptureStore
 from housing_platform.adapters.capture.writer import CaptureWriter
+from housing_platform.adapters.fallback_store import read_fallback_baseline
 from housing_platform.adapters.mlflow_registry import CHAMPION_ALIAS
 from housing_platform.adapters.model_uri import ModelReference
 from housing_platform.core.schema import CATEGORICAL_COLUMN, NUMERIC_FEATURE_COLUMNS
 from housing_platform.scoring.errors import ScoringError
-from housing_platform.scoring.fallback import FALLBACK_VERSION, FallbackScorer
+from housing_platform.scoring.fallback import FALLBACK_VERSION
 from housing_platform.server.failures import FailureLog, ModelFailure, ScoringFailure, check_finite
 from housing_platform.server.metrics import ServingMetrics
 from housing_platform.server.model_manager import ModelManager, Refusal, ServedModel, ServingStatus
@@ -128,7 +129,7 @@ class ServerState:
         if not self.config.fallback_on_no_model or not path:
             return
         try:
-            scorer = FallbackScorer.read(path)
+            scorer = read_fallback_baseline(path)  # a path, or the bucket's object in the production profile
         except ScoringError as error:
             self.fallback_problem = str(error)
             logger.warning("no fallback: %s; requests get 503 while no version is loaded", error)

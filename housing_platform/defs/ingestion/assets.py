@@ -35,6 +35,7 @@ from housing_platform.defs.metadata import (
 from housing_platform.defs.resources import HousingStateResource
 
 GROUP = "ingestion"
+QUARANTINE_FOLDER = "quarantine"  # file-store key folder (adapters/file_store.py)
 OWNERS = ["team:ml-platform"]
 
 
@@ -114,7 +115,8 @@ def validated_housing_data(
     * A **structural** failure (missing column, unparseable type) fails the materialization with a
       message naming the column and rule.
     * **Row-level** failures move the offending rows to a quarantine CSV under
-      `<state>/quarantine/`, each with the rules it broke; the valid rows flow on.
+      `<state>/quarantine/` (`s3://<bucket>/<prefix>/quarantine/` in the production profile), each
+      with the rules it broke; the valid rows flow on.
 
     Four **blocking** checks follow; if one fails, nothing downstream runs in the same run.
     """
@@ -130,8 +132,9 @@ def validated_housing_data(
     quarantine_path = None
     if len(outcome.quarantine):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        quarantine_path = housing_state.folder("quarantine") / f"validated_housing_data_{stamp}_{context.run.run_id[:8]}.csv"
-        outcome.quarantine.to_csv(quarantine_path, index=False)
+        files = housing_state.files()  # the state folder, or the bucket in the production profile
+        key = f"{QUARANTINE_FOLDER}/validated_housing_data_{stamp}_{context.run.run_id[:8]}.csv"
+        quarantine_path = files.write_bytes(key, outcome.quarantine.to_csv(index=False).encode("utf-8"))
         context.log.warning(f"Quarantined {len(outcome.quarantine):,} rows → {quarantine_path}")
     if outcome.extra_columns:
         context.log.warning(f"Ignoring columns not in the schema: {', '.join(outcome.extra_columns)}")
@@ -143,7 +146,7 @@ def validated_housing_data(
             **numbers_metadata({"row_count": (len(outcome.valid), COUNT),
                                 "quarantined_rows": (len(outcome.quarantine), COUNT)}),
             **number_metadata("quarantine_share", outcome.quarantine_share, SHARE),
-            "quarantine_path": dg.MetadataValue.path(str(quarantine_path)) if quarantine_path else "none",
+            "quarantine_path": dg.MetadataValue.path(quarantine_path) if quarantine_path else "none",
             "failed_rules": markdown_table(outcome.summary, rows=50) if len(outcome.summary) else "none",
             "quarantine_preview": markdown_table(outcome.quarantine) if len(outcome.quarantine) else "none",
             "ignored_columns": ", ".join(outcome.extra_columns) or "none",
@@ -177,8 +180,9 @@ def housing_data_profile(
 
     Per column: count, nulls, mean, standard deviation, minimum, quartiles, maximum and the number of
     distinct values (the one statistic of `ocean_proximity`). Three plots are embedded below and saved
-    under `<state>/reports/profile/<run id>/`: a histogram per column (note the caps at 500,001 USD
-    and 52 years), the Pearson and Spearman correlation of each feature and each `ocean_proximity`
+    under `<state>/reports/profile/<run id>/` (`s3://<bucket>/<prefix>/reports/profile/<run id>/` in the
+    production profile): a histogram per column (note the caps at 500,001 USD and 52 years), the Pearson
+    and Spearman correlation of each feature and each `ocean_proximity`
     category with `median_house_value` as a heatmap, and the districts on a map coloured by price.
     The value is the statistics table: `defs.load_asset_value("housing_data_profile")`. The logic is
     plain Python in `housing_platform/core/data_profile.py`.
@@ -189,8 +193,11 @@ def housing_data_profile(
 
     statistics = profiling.column_statistics(validated_housing_data)
     correlations = profiling.target_correlations(validated_housing_data)
-    folder = housing_state.folder("reports", "profile", context.run.run_id)
-    plots = profiling.write_profile_plots(validated_housing_data, folder, correlations)
+    files = housing_state.files()
+    key = f"reports/profile/{context.run.run_id}"
+    plots = profiling.write_profile_plots(validated_housing_data, files.local_folder(key), correlations)
+    files.publish_folder(key, plots)
+    folder = files.uri(key)
     strongest = correlations.iloc[0] if len(correlations) else None
     context.log.info(f"Profiled {len(validated_housing_data):,} rows; plots in {folder}")
     return dg.Output(
@@ -214,7 +221,7 @@ def housing_data_profile(
                     "Price by location": plots["location_price"],
                 }
             ),
-            "plots_folder": dg.MetadataValue.path(str(folder)),
+            "plots_folder": dg.MetadataValue.path(folder),
             **column_schema_metadata(statistics),
         },
     )

@@ -34,6 +34,7 @@ from housing_platform.scoring.fallback import FALLBACK_VERSION
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
 MONITORING_EXPERIMENT = "monitoring"
+DRIFT_REPORTS = "reports/drift"  # file-store key folder of the daily reports (read back by drift_history)
 
 
 @dg.asset(
@@ -123,8 +124,9 @@ def drift_report(
     floor of small days), plus the prediction. The check `no_feature_drift` fails when a rule of
     `core.drift_rules` fires — dataset share, key feature, severe single feature, prediction drift —
     and names each with its numbers (metadata `rules_fired`). The HTML report is written to
-    `<state>/reports/drift/<date>.html` (open it in a browser) and logged to the MLflow `monitoring`
-    experiment. The value is a tidy table (column, method, score, threshold, drifted):
+    `<state>/reports/drift/<date>.html` (open it in a browser; `s3://<bucket>/<prefix>/reports/drift/` in
+    the production profile), beside its JSON, and logged to the MLflow `monitoring` experiment. The
+    value is a tidy table (column, method, score, threshold, drifted):
     `defs.load_asset_value("drift_report", partition_key="2026-11-22")`.
     """
     date = context.partition_key
@@ -142,8 +144,10 @@ def drift_report(
         raise dg.Failure(description="No registered model version and no traffic: there is nothing to compare yet.")
 
     result = drift.compute_drift(reference, inference_log, drift_config)
-    reports = housing_state.folder("reports", "drift")
-    html_path, json_path = result.write_reports(reports / f"{date}.html", reports / f"{date}.json")
+    files = housing_state.files()  # the state folder, or the bucket in the production profile
+    html_key, json_key = f"{DRIFT_REPORTS}/{date}.html", f"{DRIFT_REPORTS}/{date}.json"
+    html_path, json_path = result.write_reports(files.local_path(html_key), files.local_path(json_key))
+    html_location, json_location = files.publish(html_key), files.publish(json_key)
 
     run_id = registry.start_run(
         run_name=f"drift-{date}",
@@ -169,9 +173,9 @@ def drift_report(
             "drifted_columns": ", ".join(result.drifted_columns) or "none",
             "reference_model_version": str(version),
             "drift_table": markdown_table(result.table, rows=20, floatfmt=".3f") if len(result.table) else "not computed",
-            "html_report": dg.MetadataValue.url(html_path.as_uri()),
-            "html_report_path": dg.MetadataValue.path(str(html_path)),
-            "json_report_path": dg.MetadataValue.path(str(json_path)),
+            "html_report": dg.MetadataValue.url(files.link(html_key)),
+            "html_report_path": dg.MetadataValue.path(html_location),
+            "json_report_path": dg.MetadataValue.path(json_location),
             "mlflow_run": dg.MetadataValue.url(registry.run_url(run_id)),
         },
     )

@@ -1,17 +1,16 @@
 """`drift_history`: the last N days of drift on one page, and what the platform did about each failed day.
 
 Reads what the platform recorded, never recomputes: each day's drift summary from its JSON report in
-`<state>/reports/drift/` (the check's own verdict and scores), the live RMSE and labelled volume from
-`live_model_performance`'s materializations, the retraining runs the `retrain_on_drift` sensor
-launched for a failed day (by their trigger tags), the version each registered and its gate checks
-from that run's events, and the version's aliases and approval tags from the MLflow registry. The
-drawing and the wording are `core.drift_history`'s.
+`<state>/reports/drift/` or the bucket (the file store; the check's own verdict and scores), the live
+RMSE and labelled volume from `live_model_performance`'s materializations, the retraining runs the
+`retrain_on_drift` sensor launched for a failed day (by their trigger tags), the version each
+registered and its gate checks from that run's events, and the version's aliases and approval tags
+from the MLflow registry. The drawing and the wording are `core.drift_history`'s.
 """
 
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import dagster as dg
 
@@ -25,6 +24,7 @@ from housing_platform.core.drift import JSON_SUMMARY_KEY
 from housing_platform.core.drift_history import FollowUp, history_day, history_html, history_markdown, write_history_png
 from housing_platform.defs.code_versions import asset_code_version
 from housing_platform.defs.metadata import COUNT, numbers_metadata, png_markdown
+from housing_platform.defs.monitoring.assets import DRIFT_REPORTS
 from housing_platform.defs.monitoring.checks import DRIFT_ASSET, QUALITY_ASSET
 from housing_platform.defs.monitoring.config import DriftHistoryConfig
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
@@ -32,6 +32,7 @@ from housing_platform.defs.sensors import CHECK_TAG, PARTITION_TAG, TRIGGER_TAG
 
 HISTORY_ASSET = "drift_history"
 REGISTRY_ASSET = "registered_model_version"
+PNG_KEY, PAGE_KEY = "reports/drift_history.png", "reports/drift_history.html"  # file-store keys
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
 
@@ -63,20 +64,19 @@ def drift_history(
     """
     end = datetime.now(timezone.utc).date()
     days = [(end - timedelta(days=offset)).isoformat() for offset in reversed(range(config.days))]
-    reports = housing_state.folder("reports", "drift")
+    files = housing_state.files()  # the state folder, or the bucket in the production profile
     registry = mlflow_tracking.registry()
     live = _live_quality(context.instance, days)
     history = [
-        history_day(day, _summary(reports / f"{day}.json"), *live.get(day, (None, None)),
+        history_day(day, _summary(files.read_text(f"{DRIFT_REPORTS}/{day}.json")), *live.get(day, (None, None)),
                     follow_ups=_follow_ups(context.instance, registry, day, config.dagster_ui_url))
         for day in days
     ]
     champion = registry.champion()
     serving_now = f"version {champion.version} ({CHAMPION_ALIAS})" if champion else "no champion"
-    folder = housing_state.folder("reports")
-    png = write_history_png(history, folder / "drift_history.png")
-    page = folder / "drift_history.html"
-    page.write_text(history_html(history, png.read_bytes(), serving_now), encoding="utf-8")
+    png = write_history_png(history, files.local_path(PNG_KEY))
+    files.publish(PNG_KEY)
+    page = files.write_text(PAGE_KEY, history_html(history, png.read_bytes(), serving_now))
     failed = [day for day in history if day.failed]
     context.log.info(f"drift history {days[0]}..{days[-1]}: {len(failed)} failed days; serving now {serving_now}")
     return dg.MaterializeResult(
@@ -89,17 +89,17 @@ def drift_history(
                 "days_with_report": (sum(day.check_passed is not None for day in history), COUNT),
             }),
             "serving_now": serving_now,
-            "html_page": dg.MetadataValue.url(page.as_uri()),
-            "html_page_path": dg.MetadataValue.path(str(page)),
+            "html_page": dg.MetadataValue.url(files.link(PAGE_KEY)),
+            "html_page_path": dg.MetadataValue.path(page),
         }
     )
 
 
-def _summary(path: Path) -> dict | None:
+def _summary(report: str | None) -> dict | None:
     """The platform's drift summary stored in a day's JSON report (None when the day has none)."""
-    if not path.is_file():
+    if report is None:
         return None
-    return json.loads(path.read_text(encoding="utf-8")).get(JSON_SUMMARY_KEY)
+    return json.loads(report).get(JSON_SUMMARY_KEY)
 
 
 def _live_quality(instance: dg.DagsterInstance, days: list[str]) -> dict[str, tuple[float | None, int | None]]:

@@ -16,6 +16,7 @@ from housing_platform.adapters.alias_moves import (
     record_move,
     start_rollout,
 )
+from housing_platform.adapters.fallback_store import store_fallback_baseline
 from housing_platform.adapters.mlflow_registry import (
     CHAMPION_ALIAS,
     FAST_PATH_REASON_TAG,
@@ -43,7 +44,7 @@ from housing_platform.defs.registry.checks import (
     verify_registered_version,
 )
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
-from housing_platform.scoring.fallback import fit_fallback_baseline, write_fallback_baseline
+from housing_platform.scoring.fallback import fit_fallback_baseline
 
 GROUP = "registry"
 OWNERS = ["team:ml-platform"]
@@ -105,7 +106,8 @@ def registered_model_version(
     (check `label_distribution_matches_champion` says why, with the numbers).
     A sample of training rows with the model's predictions is stored with the run as the drift
     reference. The heuristic baseline (median per `ocean_proximity`) is stored with the version and, on
-    promotion, in the state folder: the model server's fallback when it can load no version. Load the champion anywhere with
+    promotion, in the file store (the state folder, or the bucket in the production profile): the model
+    server's fallback when it can load no version. Load the champion anywhere with
     `mlflow.pyfunc.load_model("models:/housing_price_model@champion")`.
     """
     from housing_platform.core import model as keras_model
@@ -115,8 +117,11 @@ def registered_model_version(
     registry = mlflow_tracking.registry()
     train = housing_splits[housing_splits[SPLIT_COLUMN] == "train"]
     reference = train.sample(n=min(config.reference_rows, len(train)), random_state=0).reset_index(drop=True)
-    transformer = features.load_transformer(fitted_transformer["path"])
-    network = keras_model.load_model(trained_model["path"])
+    files = housing_state.files()  # the model files of this run: local, or downloaded from the bucket
+    transformer_file = files.fetch(fitted_transformer["path"], fitted_transformer["sha256"])  # as written, or fail
+    network_file = files.fetch(trained_model["path"], trained_model["sha256"])
+    transformer = features.load_transformer(transformer_file)
+    network = keras_model.load_model(network_file)
     training_config = keras_model.TrainingConfig(**trained_model["config"])
     reference[REFERENCE_PREDICTION_COLUMN] = keras_model.predict(
         network, features.transform(transformer, reference), training_config
@@ -143,7 +148,7 @@ def registered_model_version(
         version = registry.log_and_register(
             run_id=trained_model["mlflow_run_id"],
             artifacts=model_artifacts(
-                folder, fitted_transformer["path"], trained_model["path"], trained_model["config"], train,
+                folder, transformer_file, network_file, trained_model["config"], train,
                 intervals=trained_model.get("intervals"),
             ),
             input_example=input_example,
@@ -186,8 +191,7 @@ def registered_model_version(
                                 else f"passed the gate; first version (rollout={config.rollout}: no champion to "
                                 "compare with)", evidence)
         # what the model server answers with if it can load no version (scoring/fallback.py)
-        write_fallback_baseline(housing_state.settings.fallback_baseline_path,
-                                {**fit_fallback_baseline(train), "model_version": version.version})
+        store_fallback_baseline(files, {**fit_fallback_baseline(train), "model_version": version.version})
     aliases = registry.aliases_of(version.version)
     log = context.log.info if verdict.passed else context.log.error
     log(

@@ -29,7 +29,7 @@ class RollbackVerdict:
 
 
 def watch_champion(registry, store, by: str, limits: RolloutConfig | None = None, trusted_only: bool = True,
-                   fallback_path=None, now: datetime | None = None) -> RollbackVerdict:
+                   fallback_files=None, now: datetime | None = None) -> RollbackVerdict:
     """Judge the champion inside its baking window; roll back (recording ``by``) when the decision says so."""
     limits = limits or RolloutConfig()
     now = now or datetime.now(UTC)
@@ -56,10 +56,10 @@ def watch_champion(registry, store, by: str, limits: RolloutConfig | None = None
     if decision.outcome != ROLLBACK:
         return RollbackVerdict(None, decision)
     event = roll_back(registry, by, decision.reason, decision.evidence())
-    if fallback_path is not None:
-        from housing_platform.scoring.fallback import write_fallback_baseline
+    if fallback_files is not None:  # the file store (adapters/file_store.py)
+        from housing_platform.adapters.fallback_store import store_fallback_baseline
 
         baseline = registry.fallback_baseline(event.version)
         if baseline is not None:
-            write_fallback_baseline(fallback_path, {**baseline, "model_version": event.version})
+            store_fallback_baseline(fallback_files, {**baseline, "model_version": event.version})
     return RollbackVerdict(None, decision, event)

@@ -54,7 +54,7 @@ def rollback_on_live_quality(context: dg.SensorEvaluationContext, mlflow_trackin
     store = capture_store.store()
     try:
         verdict = watch_champion(registry, store, f"sensor {ROLLBACK_SENSOR}",
-                                 fallback_path=housing_state.settings.fallback_baseline_path)
+                                 fallback_files=housing_state.files())
     finally:
         store.dispose()
     if verdict.skipped:

@@ -111,8 +111,10 @@ def batch_predictions(
     scored = score_frame(scorer, frame, version)
     score_seconds = time.perf_counter() - started
 
-    path = housing_state.folder(PREDICTIONS_FOLDER) / f"batch_predictions_{context.run.run_id}.parquet"
-    scored.to_parquet(path, index=False)
+    files = housing_state.files()  # the state folder, or the bucket in the production profile
+    key = f"{PREDICTIONS_FOLDER}/batch_predictions_{context.run.run_id}.parquet"
+    scored.to_parquet(files.local_path(key), index=False)
+    path = files.publish(key)
 
     predictions = scored[PREDICTION_COLUMN].to_numpy()
     rejected = int((scored[REJECTED_COLUMN] != "").sum())
@@ -126,7 +128,7 @@ def batch_predictions(
     preview_columns = [*FEATURE_COLUMNS, PREDICTION_COLUMN, MODEL_VERSION_COLUMN]
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(path),
             "input_path": dg.MetadataValue.path(str(input_path)),
             "model_version": version,
             "model_uri": model_uri,

@@ -4,7 +4,8 @@ Each asset is a thin shell: the work is done by plain modules (`splits`, `featur
 `evaluation`, `model_gate`) that the server and notebooks import too. Run config is in `config.py`, the
 gate's blocking checks on `evaluation_report` in `checks.py`. Files (skops transformer, `.keras`
 network, plots) go to `<state>/artifacts/<kind>/<run id>.*`, so a new run never overwrites what an
-earlier version was trained from; asset values are small JSON documents pointing at them.
+earlier version was trained from; asset values are small JSON documents pointing at them, through the
+file store (`adapters/file_store.py`: `s3://<bucket>/<prefix>/...` in production, downloaded by each reader).
 """
 
 import time
@@ -144,13 +145,16 @@ def fitted_transformer(
     applies exactly this. The value is a JSON pointer to the `.skops` file (never a pickle).
     """
     train = _frames(housing_splits).train
-    best = recorded_best(housing_state.home)  # the last hyper-parameter search's features, if any
+    files = housing_state.files()
+    best = recorded_best(files)  # the last hyper-parameter search's features, if any
     feature_options = (best or {}).get("features") or {}
     if feature_options:
         context.log.info(f"features of the recorded search result: {feature_options}")
     transformer = features.fit_transformer(train, **feature_options)
-    path = housing_state.folder("artifacts", "transformers") / f"{context.run.run_id}.skops"
+    key = f"artifacts/transformers/{context.run.run_id}.skops"
+    path = files.local_path(key)
     features.save_transformer(transformer, path)
+    location = files.publish(key)
     statistics = features.fitted_statistics(transformer)
     names = features.feature_names(transformer)
     medians = pd.DataFrame(
@@ -167,9 +171,9 @@ def fitted_transformer(
         }
     )
     return dg.Output(
-        {"path": str(path), "sha256": sha256_of(path), "feature_names": names, "fit_rows": len(train)},
+        {"path": location, "sha256": sha256_of(path), "feature_names": names, "fit_rows": len(train)},
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(location),
             **number_metadata("output_features", len(names), COUNT),
             "feature_names": ", ".join(names),
             **number_metadata("fit_rows", len(train), COUNT),
@@ -204,9 +208,10 @@ def trained_model(
     from housing_platform.core import model as keras_model
 
     # The recorded search result's hyper-parameters are the defaults; fields set in this run's config win.
-    training_config = run_training_config(context, config.to_training_config(), housing_state.home)
+    files = housing_state.files()
+    training_config = run_training_config(context, config.to_training_config(), files)
     parts = _frames(housing_splits)
-    transformer = features.load_transformer(fitted_transformer["path"])
+    transformer = features.load_transformer(files.fetch(fitted_transformer["path"], fitted_transformer["sha256"]))
     # The train rows' neighbourhood prices leave each row's own label out (core/neighbourhood.py).
     x_train = features.transform(transformer, parts.train, out_of_fold=True)
     x_val = features.transform(transformer, parts.validation)
@@ -231,16 +236,20 @@ def trained_model(
                      f"max(prediction, ${calibration.difficulty_floor_dollars:,.0f})^{calibration.difficulty_exponent:g}"
                      f" (calibrated on {calibration.calibration_rows:,} validation rows)")
 
-    path = housing_state.folder("artifacts", "models") / f"{context.run.run_id}.keras"
+    key = f"artifacts/models/{context.run.run_id}.keras"
+    path = files.local_path(key)
     keras_model.save_model(result.model, path)
-    curve = evaluation.write_loss_curves(result.history, housing_state.folder("reports", "training", context.run.run_id))
+    location = files.publish(key)
+    curves = f"reports/training/{context.run.run_id}"
+    curve = evaluation.write_loss_curves(result.history, files.local_folder(curves))
+    files.publish_folder(curves, {"loss": curve})
     registry.log_artifact(run_id, curve, "plots")
     # Later steps (evaluation, registration) log into this run by id; a finished run accepts that.
     registry.end_run(run_id)
     final = {name: float(values[result.best_epoch - 1]) for name, values in result.history.items()}
     return dg.Output(
         {
-            "path": str(path),
+            "path": location,
             "sha256": sha256_of(path),
             "config": training_config.model_dump(),
             "mlflow_run_id": run_id,
@@ -252,7 +261,7 @@ def trained_model(
             "transformer_sha256": fitted_transformer["sha256"],
         },
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(location),
             **numbers_metadata({"epochs_run": (result.epochs_run, COUNT), "best_epoch": (result.best_epoch, COUNT)}),
             **number_metadata("training_seconds", seconds, SECONDS),
             **numbers_metadata({f"best_{name}": (value, SCORE) for name, value in final.items()}),
@@ -286,7 +295,8 @@ def evaluation_report(
     HistGradientBoostingRegressor fit on the train split; the textbook random forest of *Hands-On ML*
     ch. 2 fit on train + validation) and for the **current champion** scored on the
     very same test rows. Plots (predicted vs. actual, residuals, per-slice error) are embedded below
-    and saved under `<state>/reports/evaluation/<run id>/`. Candidate and champion are also scored on
+    and saved under `<state>/reports/evaluation/<run id>/` (the bucket in production). Candidate and
+    champion are also scored on
     the pinned `golden_holdout`, which no new data can move, and the training labels are compared with
     the champion's (`label_shift`: a shift sends the version to a person instead of `champion`). Five
     blocking checks on this asset form the promotion gate; if any fails, nothing is registered and no
@@ -295,8 +305,9 @@ def evaluation_report(
     from housing_platform.core import model as keras_model
 
     parts = _frames(housing_splits)
-    transformer = features.load_transformer(fitted_transformer["path"])
-    network = keras_model.load_model(trained_model["path"])
+    files = housing_state.files()
+    transformer = features.load_transformer(files.fetch(fitted_transformer["path"], fitted_transformer["sha256"]))
+    network = keras_model.load_model(files.fetch(trained_model["path"], trained_model["sha256"]))
     training_config = keras_model.TrainingConfig(**trained_model["config"])
     x_test = features.transform(transformer, parts.test)
     y_test = parts.test[TARGET_COLUMN].to_numpy()
@@ -332,8 +343,9 @@ def evaluation_report(
             "metrics": regression_metrics(y_test, np.asarray(champion_predictions)),
         }
 
-    plot_dir = housing_state.folder("reports", "evaluation", context.run.run_id)
-    plots = evaluation.write_plots(y_test, predictions, plot_dir, slices=slices, title="candidate")
+    plot_key = f"reports/evaluation/{context.run.run_id}"
+    plots = evaluation.write_plots(y_test, predictions, files.local_folder(plot_key), slices=slices, title="candidate")
+    plot_locations = files.publish_folder(plot_key, plots)
     thresholds = config.to_thresholds()
     golden = golden_comparison(
         golden_holdout,
@@ -359,7 +371,7 @@ def evaluation_report(
         "candidate_model_sha256": trained_model["sha256"],
         "mlflow_run_id": trained_model["mlflow_run_id"],
         "gate_thresholds": thresholds.model_dump(),
-        "plots": {name: str(path) for name, path in plots.items()},
+        "plots": plot_locations,
     }
     verdicts = evaluate_model_gate(report, thresholds)
     report["gate"] = {name: {"passed": v.passed, "skipped": v.skipped, "needs_review": v.needs_review,

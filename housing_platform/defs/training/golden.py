@@ -3,14 +3,17 @@
 The first materialization selects the rows (`core/golden_holdout.py`: the base rows of the test hash
 buckets, never labelled traffic) and pins them in the state folder, `<state>/golden_holdout/`: the rows
 as Parquet and `manifest.json` with their hashes (paths in it are relative to that folder, so the state
-folder can move). Every later materialization reads the pinned rows, verifies them against the manifest
-and against the content hash its own last materialization recorded in the Dagster instance, and returns
-them unchanged; a changed raw file changes neither the rows nor their labels (the metadata says how the
-current data's labels compare). Tampering fails the run, naming what differs, and with it the gate
-(`evaluation_report` depends on this asset). To choose a new holdout deliberately, delete the folder: the
-next run pins afresh and records the content hash it replaced.
+folder can move); in the production profile the two files are objects under
+`s3://<bucket>/<prefix>/golden_holdout/` (the file store), so every host verifies the same pin. Every
+later materialization reads the pinned rows, verifies them against the manifest and against the content
+hash its own last materialization recorded in the Dagster instance, and returns them unchanged; a
+changed raw file changes neither the rows nor their labels (the metadata says how the current data's
+labels compare). Tampering fails the run, naming what differs, and with it the gate (`evaluation_report`
+depends on this asset). To choose a new holdout deliberately, delete the folder (the objects, in
+production): the next run pins afresh and records the content hash it replaced.
 """
 
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from housing_platform.adapters.file_store import FileStore
 from housing_platform.core.golden_holdout import (
     GoldenHoldoutTampered,
     golden_manifest,
@@ -51,12 +55,14 @@ def _recorded_content_hash(context: dg.AssetExecutionContext) -> str | None:
     return getattr(value, "value", value)
 
 
-def _pin(folder: Path, rows: pd.DataFrame, run_id: str) -> dict:
-    folder.mkdir(parents=True, exist_ok=True)
+def _pin(files: FileStore, rows: pd.DataFrame, run_id: str) -> dict:
     manifest = {**golden_manifest(rows), "file": ROWS_FILE, "pinned_at": datetime.now(UTC).isoformat(),
                 "pinned_by_run": run_id}
-    rows.to_parquet(folder / ROWS_FILE, index=False)
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))  # last: the pin is complete
+    buffer = io.BytesIO()
+    rows.to_parquet(buffer, index=False)
+    files.write_bytes(f"{GOLDEN_FOLDER}/{ROWS_FILE}", buffer.getvalue())
+    # last: the pin is complete
+    files.write_text(f"{GOLDEN_FOLDER}/{MANIFEST_FILE}", json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 
@@ -78,12 +84,17 @@ def golden_holdout(
     difference, if they were edited. `evaluation_report` scores the candidate and the champion on them
     (gate check `no_regression_on_golden_holdout`).
     """
-    folder = golden_folder(housing_state.home)
+    files = housing_state.files()
+    folder = files.uri(GOLDEN_FOLDER)
     recorded = _recorded_content_hash(context)
     replaced = None
-    if (folder / MANIFEST_FILE).exists():
-        manifest = json.loads((folder / MANIFEST_FILE).read_text())
-        rows = pd.read_parquet(folder / manifest["file"])
+    manifest_text = files.read_text(f"{GOLDEN_FOLDER}/{MANIFEST_FILE}")
+    if manifest_text is not None:
+        manifest = json.loads(manifest_text)
+        body = files.read_bytes(f"{GOLDEN_FOLDER}/{manifest['file']}")
+        if body is None:
+            raise dg.Failure(description=f"{folder}: the manifest names {manifest['file']}, which is missing")
+        rows = pd.read_parquet(io.BytesIO(body))
         try:
             verify_golden_rows(rows, manifest)
         except GoldenHoldoutTampered as error:
@@ -97,7 +108,7 @@ def golden_holdout(
         rows = select_golden_rows(validated_housing_data)
         if rows.empty:
             raise dg.Failure(description="no validated base row falls in the test buckets: nothing to pin")
-        manifest = _pin(folder, rows, context.run.run_id)
+        manifest = _pin(files, rows, context.run.run_id)
         created, replaced = True, recorded
         context.log.warning(f"pinned a new golden holdout of {len(rows):,} rows in {folder}"
                             + (f" (replacing content sha256 {recorded})" if recorded else ""))
@@ -112,7 +123,7 @@ def golden_holdout(
             "pinned_at": manifest["pinned_at"],
             "pinned_in_this_run": created,
             "replaced_content_sha256": replaced or "none",
-            "path": f"{GOLDEN_FOLDER}/{manifest['file']} (in the state folder)",
+            "path": dg.MetadataValue.path(files.uri(f"{GOLDEN_FOLDER}/{manifest['file']}")),
             "selection": manifest["selection"],
             **number_metadata("label_mean", float(rows[TARGET_COLUMN].mean()), DOLLARS),
             **numbers_metadata({name: (value, SCORE if isinstance(value, float) else COUNT)  # the ratio, the counts

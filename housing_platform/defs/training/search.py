@@ -2,7 +2,8 @@
 
 `hyperparameter_search` (group `tuning`, in no job: materialize it when you want a search) runs
 `core/search.py`'s seeded Optuna study on the current splits, logs every trial to MLflow as a child
-run of one search run, and writes the best configuration to `<state>/search/best_configuration.json`.
+run of one search run, and writes the best configuration to `<state>/search/best_configuration.json`
+(`s3://<bucket>/<prefix>/search/best_configuration.json` in the production profile: the file store).
 From then on `fitted_transformer` builds its features and `trained_model` trains with that
 configuration by default; a field given in `trained_model`'s run config still wins over it.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from housing_platform.adapters.file_store import FileStore, LocalFileStore
 from housing_platform.core import splits
 from housing_platform.core.search import SearchConfig, run_search
 from housing_platform.defs.code_versions import asset_code_version
@@ -20,8 +22,9 @@ from housing_platform.defs.config_fields import field_from
 from housing_platform.defs.metadata import COUNT, DOLLARS, numbers_metadata
 from housing_platform.defs.resources import HousingStateResource, MLflowResource
 
-SEARCH_FOLDER = "search"  # under the state folder
+SEARCH_FOLDER = "search"  # under the state folder (a file-store key folder)
 BEST_FILE = "best_configuration.json"
+BEST_KEY = f"{SEARCH_FOLDER}/{BEST_FILE}"
 
 
 class SearchRunConfig(dg.Config):
@@ -33,12 +36,13 @@ class SearchRunConfig(dg.Config):
     seed: int = field_from(SearchConfig, "seed")
 
 
-def recorded_best(home: str | Path) -> dict | None:
-    """The best configuration the last search recorded (``{"training": ..., "features": ...}``), or None."""
-    path = Path(home) / SEARCH_FOLDER / BEST_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+def recorded_best(files: FileStore | str | Path) -> dict | None:
+    """The best configuration the last search recorded (``{"training": ..., "features": ...}``), or None.
+
+    ``files``: the file store, or a state folder."""
+    store = files if isinstance(files, FileStore) else LocalFileStore(files)
+    text = store.read_text(BEST_KEY)
+    return None if text is None else json.loads(text)
 
 
 def effective_training_fields(recorded: dict | None, given: dict) -> dict:
@@ -46,13 +50,13 @@ def effective_training_fields(recorded: dict | None, given: dict) -> dict:
     return {**((recorded or {}).get("training") or {}), **given}
 
 
-def run_training_config(context: dg.AssetExecutionContext, defaults, home: str | Path):
+def run_training_config(context: dg.AssetExecutionContext, defaults, files: FileStore | str | Path):
     """``trained_model``'s TrainingConfig: ``defaults`` < the recorded best < fields set in this run's config."""
     from housing_platform.core.model import TrainingConfig
 
     given = (context.run.run_config.get("ops", {}).get("trained_model", {}) or {}).get("config", {}) or {}
     given = {name: value for name, value in given.items() if name in TrainingConfig.model_fields}
-    best = recorded_best(home)
+    best = recorded_best(files)
     if best:
         context.log.info(f"hyper-parameters: the recorded search result, run config overriding {sorted(given) or 'none'}")
     return TrainingConfig(**{**defaults.model_dump(), **effective_training_fields(best, given)})
@@ -104,8 +108,7 @@ def hyperparameter_search(
     registry.end_run(parent)
     recorded = {**result["best"], "validation_rmse": result["best_validation_rmse"], "mlflow_run_id": parent,
                 "dagster_run_id": context.run.run_id}
-    path = housing_state.folder(SEARCH_FOLDER) / BEST_FILE
-    path.write_text(json.dumps(recorded, indent=2, sort_keys=True))
+    location = housing_state.files().write_text(BEST_KEY, json.dumps(recorded, indent=2, sort_keys=True))
     context.log.info(f"best: validation RMSE ${result['best_validation_rmse']:,.0f} with {result['best']}; "
                      f"recorded as the default of trained_model and fitted_transformer")
     trials = pd.DataFrame([{"trial": t["number"], "validation_rmse": t["validation_rmse"], "seconds": t["seconds"],
@@ -117,7 +120,7 @@ def hyperparameter_search(
             **numbers_metadata({"best_validation_rmse": (result["best_validation_rmse"], DOLLARS),
                                 "trials": (len(result["trials"]), COUNT)}),
             "best_configuration": dg.MetadataValue.json(result["best"]),
-            "recorded_at": f"{SEARCH_FOLDER}/{BEST_FILE} (in the state folder)",
+            "recorded_at": dg.MetadataValue.path(location),
             "trial_table": dg.MetadataValue.md(trials.to_markdown(index=False, floatfmt=",.4g")),
             "mlflow_run": dg.MetadataValue.url(registry.run_url(parent)),
         },
