@@ -125,7 +125,7 @@ def test_shadow_scores_only_the_sampled_share_of_requests(client, server):
     assert counter(client, "housing_shadow_rows_total") == shadowed_before + 20
 
 
-def test_canary_answers_its_share_sticky_per_district_and_routing_key(client, registry):
+def test_canary_answers_its_share_sticky_per_district_and_routing_key(client, server, registry):
     set_rollout(registry, "test", share=0.25, mode="canary")
     wait_ready(client, challenger_version="2", rollout="canary", rollout_share=0.25)
     rows = make_districts(10_000, seed=3)
@@ -138,6 +138,9 @@ def test_canary_answers_its_share_sticky_per_district_and_routing_key(client, re
     assert counter(client, "housing_challenger_rows_total") == (versions == "2").sum()  # the first canary rows
     again = predict(client, rows.sample(frac=1.0, random_state=1).sort_index())
     assert again["model_versions"] == first["model_versions"]  # the same district meets the same model
+    # 20,000 rows are now in memory at most, the capture bound (capture_queue_rows): let the writer commit them,
+    # or the next request is rightly refused 503 on a machine where the writer lags (backpressure, not a bug).
+    assert server.state.flush_captures(timeout=60)
     for key in ("client-a", "client-b", "client-c", "client-d", "client-e"):
         answers = {tuple(predict(client, rows.head(20), **{"X-Routing-Key": key})["model_versions"]) for _ in range(3)}
         assert len(answers) == 1 and len(set(next(iter(answers)))) == 1  # one model per key, every time
