@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# The model server image: `housing-platform serve` (FastAPI on uvicorn) for the champion, reading
-# the registry through the MLflow tracking server (MLFLOW_TRACKING_URI=http://...) and writing
-# captures to PostgreSQL (HOUSING_CAPTURE_URL). Build from the repository root:
+# The model server image: `housing-platform serve` (FastAPI on uvicorn) for the champion. With the
+# production profile's variables (HOUSING_PROFILE=production, HOUSING_POSTGRES_URL, HOUSING_S3_BUCKET,
+# HOUSING_MLFLOW_TRACKING_URI: deploy/k8s/model-server.yaml) it reads the registry through the MLflow
+# tracking server and writes captures to PostgreSQL. Build from the repository root:
 #   docker build -f deploy/docker/model-server.Dockerfile -t registry.example.com/housing/model-server:<git sha> .
 # Versions come from requirements-lock.txt (pip constraints), so the image runs what CI tested.
 

@@ -130,6 +130,26 @@ def test_helm_values_name_the_code_location_and_limit_retraining_runs_to_one():
     ]
 
 
+def test_model_server_pods_run_the_production_profile_of_the_code_location():
+    """The model server's ConfigMap resolves to the production profile on the same stores as the Dagster code
+    location: the tracking server, the bucket and PostgreSQL captures (a pod that read the embedded profile would
+    serve from an empty SQLite registry in its ephemeral state folder)."""
+    from housing_platform.config.profiles import PRODUCTION, ProductionSettings, active_profile
+    from housing_platform.config.settings import HousingSettings
+
+    [config_map] = [d for d in yaml_documents(DEPLOY / "k8s" / "model-server.yaml") if d["kind"] == "ConfigMap"]
+    pod = {str(k): str(v) for k, v in config_map["data"].items()}
+    [deployment] = yaml.safe_load((DEPLOY / "helm" / "dagster-values.yaml").read_text())["dagster-user-deployments"][
+        "deployments"]
+    code_location = {item["name"]: item["value"] for item in deployment["env"]}
+    assert active_profile(pod) == PRODUCTION
+    server = ProductionSettings.from_env(HousingSettings(), pod)
+    dagster = ProductionSettings.from_env(HousingSettings(), code_location)
+    assert server.mlflow_tracking_uri.startswith("http") and server.capture_url.startswith("postgresql")
+    for field in ("mlflow_tracking_uri", "mlflow_artifact_root", "capture_url", "s3_bucket", "s3_prefix", "aws_region"):
+        assert getattr(server, field) == getattr(dagster, field), field
+
+
 def dashboard_expressions() -> list[str]:
     dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
     return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
