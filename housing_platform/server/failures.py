@@ -12,7 +12,9 @@ it is never counted here.
 lock and one counter increment (``housing_model_failed_rows_total``); a daemon thread flushes the
 aggregates to the shared capture store every ``failure_flush_seconds`` and :meth:`FailureLog.close`
 once more at shutdown. While the store is unreachable the counts stay in memory (one entry per version
-and rule, so bounded) and are written with the next flush.
+and rule, so bounded) and are written with the next flush. Below ``capture_sample_percent`` = 100 the store
+gets each failed row with that probability (a binomial draw per request), as it gets the answered rows, so
+the error rate read from the store is unbiased; ``/metrics`` counts every failed row.
 """
 
 from __future__ import annotations
@@ -77,8 +79,12 @@ def check_finite(predictions: np.ndarray, version: str, model_versions: list[str
 class FailureLog:
     """Failed rows and requests per (version, rule) in memory, flushed aggregated to the capture store."""
 
-    def __init__(self, counter=None):
+    def __init__(self, counter=None, sample_percent: float = 100.0, rng: np.random.Generator | None = None):
         self._metric = counter  # prometheus Counter labelled (model_version, rule), or None
+        # The store gets the failures at the capture's sampling rate, so that failed ÷ (captured + failed) estimates
+        # the error rate without bias whatever `capture_sample_percent` is; /metrics counts every failed row.
+        self._keep = min(max(float(sample_percent), 0.0), 100.0) / 100.0
+        self._rng = rng or np.random.default_rng()
         self._lock = threading.Lock()  # guards _counts
         self._counts: dict[tuple[str, str], list] = {}  # (version, rule) -> [first failure at, rows, requests]
         self._flush_lock = threading.Lock()  # one flush at a time (the thread, a test, close)
@@ -93,6 +99,14 @@ class FailureLog:
         if rows <= 0:
             return
         key = (str(version), rule)
+        if self._metric is not None:
+            self._metric.labels(*key).inc(rows)
+        if error is not None and self._due(key):
+            logger.error("model version %s failed to score %d row(s) (%s)", version, rows, rule, exc_info=error)
+        if self._keep < 1.0:  # each failed row kept with the capture's probability, as a captured row would be
+            rows = int(self._rng.binomial(rows, self._keep))
+            if rows == 0:
+                return
         with self._lock:
             entry = self._counts.get(key)
             if entry is None:
@@ -100,10 +114,6 @@ class FailureLog:
             else:
                 entry[1] += rows
                 entry[2] += requests
-        if self._metric is not None:
-            self._metric.labels(*key).inc(rows)
-        if error is not None and self._due(key):
-            logger.error("model version %s failed to score %d row(s) (%s)", version, rows, rule, exc_info=error)
 
     def record_failure(self, failure: ModelFailure | ScoringFailure) -> None:
         """Count a request's failure (a raised error is logged by the app's 500 handler, not here)."""

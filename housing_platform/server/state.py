@@ -81,7 +81,8 @@ class ServerState:
         self._owns_store = capture_store is None
         self.store: CaptureStore | None = None
         self.writer: CaptureWriter | None = None
-        self.failures = FailureLog(self.metrics.model_failed_rows)  # flushed to the store from start() on
+        # flushed to the store from start() on, sampled as the captures are
+        self.failures = FailureLog(self.metrics.model_failed_rows, config.capture_sample_percent)
         self.pending_captures = 0  # captures scheduled but not yet queued; touched only on the event loop
         self._no_pending_captures = asyncio.Event()  # set while pending_captures == 0
         self._no_pending_captures.set()

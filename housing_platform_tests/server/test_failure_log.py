@@ -51,3 +51,23 @@ def test_counts_are_kept_while_the_store_is_down_and_written_aggregated_when_it_
     assert log.pending() == {}
     assert registry.get_sample_value("failed_rows_total", {"model_version": "2", "rule": FINITE_PREDICTION}) == 8
     assert registry.get_sample_value("failed_rows_total", {"model_version": "1", "rule": SCORING_ERROR}) == 10
+
+
+def test_failures_reach_the_store_at_the_capture_sampling_rate_and_metrics_count_them_all(tmp_path):
+    """At capture_sample_percent 20 the store keeps a fifth of the failed rows (as of the answered rows), so the
+    error rate read from it is unbiased; /metrics counts every one."""
+    registry = CollectorRegistry()
+    metric = Counter("failed_rows", "test", ["model_version", "rule"], registry=registry)
+    store = CaptureStore(f"sqlite:///{tmp_path / 'capture.db'}")
+    log = FailureLog(metric, sample_percent=20.0, rng=np.random.default_rng(7))
+    log.start(store, interval_seconds=3600)
+    try:
+        for _ in range(1_000):
+            log.record("2", FINITE_PREDICTION, 10)  # 10,000 failed rows in 1,000 requests
+        assert log.close()
+        stored = int(read_failures(store)["failed_rows"].sum())
+    finally:
+        store.dispose()
+    assert registry.get_sample_value("failed_rows_total", {"model_version": "2", "rule": FINITE_PREDICTION}) == 10_000
+    # Binomial(10,000, 0.2): mean 2,000, standard deviation 40; ±200 is 5 sigma (and the seed is fixed).
+    assert abs(stored - 2_000) <= 200

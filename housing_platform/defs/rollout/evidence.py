@@ -75,8 +75,8 @@ def operations(frame: pd.DataFrame, version: str, failures: pd.DataFrame | None 
     scored in shadow (from the captures) + those failed ones; so ``core/rollout.py``'s error rate is failed /
     asked. A failed request is never captured: its rows are only in ``failures``. p99 latency over the requests
     it answered (a request's rows share one capture time and latency; a shadow score has no latency of its own).
-    The captured rows are those the servers' ``capture_sample_percent`` kept, the failures are all of them: at
-    a sample below 100 % the rate is overstated by up to its inverse."""
+    Both are sampled alike: the servers store each answered row and each failed row with probability
+    ``capture_sample_percent`` (``server/failures.py``), so the rate is unbiased at any sampling rate."""
     rows = answered_by(frame, version)
     requests = rows.drop_duplicates(["captured_at", "latency_ms"]) if len(rows) else rows
     p99 = float(np.percentile(requests["latency_ms"].to_numpy(dtype=float), 99)) if len(requests) else 0.0
