@@ -50,6 +50,14 @@ def checked_key(key: str) -> str:
     return path.as_posix()
 
 
+def _write_whole(path: Path, body: bytes) -> Path:
+    """Write ``body`` to ``path`` through a partial file renamed into place: a reader never sees half of it."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(body)
+    partial.replace(path)
+    return path
+
+
 class FileStore(ABC):
     """Files by key; see the module docstring. ``home`` is this host's state folder."""
 
@@ -92,10 +100,7 @@ class FileStore(ABC):
 
     def write_bytes(self, key: str, body: bytes) -> str:
         """Store ``body`` under ``key`` (readers never see half a file); return its uri."""
-        path = self.local_path(key)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(body)
-        partial.replace(path)
+        _write_whole(self.local_path(key), body)
         return self.publish(key)
 
     def write_text(self, key: str, text: str) -> str:
@@ -254,11 +259,7 @@ class S3FileStore(FileStore):
         body = self.read_bytes(key)
         if body is None:
             raise FileNotFoundError(f"no object at {location}")
-        path = self.local_path(key)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(body)
-        partial.replace(path)
-        return path
+        return _write_whole(self.local_path(key), body)
 
     def __repr__(self) -> str:
         return f"S3FileStore({self.root!r})"

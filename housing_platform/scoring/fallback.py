@@ -94,13 +94,3 @@ class FallbackScorer:
         """No training ranges are kept with the baseline: nothing is flagged."""
         n = len(numeric) if numeric is not None else len(columns[CATEGORICAL_COLUMN])
         return [""] * n
-
-
-def write_fallback_baseline(path: str | Path, baseline: dict) -> Path:
-    """Write ``baseline`` to ``path`` atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(baseline, indent=2, sort_keys=True))
-    partial.replace(path)
-    return path

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from housing_platform.adapters.fallback_store import store_fallback_baseline
+from housing_platform.adapters.file_store import LocalFileStore
 from housing_platform.adapters.mlflow_registry import model_artifacts
 from housing_platform.core import evaluation, features
 from housing_platform.core.schema import CATEGORICAL_COLUMN, FEATURE_COLUMNS
@@ -15,7 +17,6 @@ from housing_platform.scoring.fallback import (
     FALLBACK_ARTIFACT,
     FallbackScorer,
     fit_fallback_baseline,
-    write_fallback_baseline,
 )
 
 
@@ -23,7 +24,7 @@ def test_the_fallback_scores_exactly_like_the_evaluation_reports_median_heuristi
     train, test = models.train.head(500), models.test.head(500)  # 500 rows: the baselines it also fits stay quick
     transformer = features.fit_transformer(train)  # fit on the same rows: the baselines' out-of-fold block needs them
     expected = evaluation.baseline_predictions(train, test, transformer)["median_per_ocean_proximity"]
-    path = write_fallback_baseline(tmp_path / "server" / "fallback_baseline.json", fit_fallback_baseline(train))
+    path = store_fallback_baseline(LocalFileStore(tmp_path), fit_fallback_baseline(train))
     scorer = FallbackScorer.read(path)
     frame = test[list(FEATURE_COLUMNS)]
     actual = scorer.score_arrays(frame.to_numpy()[:, :0], scorer.category_codes(frame[CATEGORICAL_COLUMN].to_numpy()))

@@ -13,10 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from housing_platform.adapters.capture.store import CaptureStore
+from housing_platform.adapters.fallback_store import store_fallback_baseline
+from housing_platform.adapters.file_store import LocalFileStore
 from housing_platform.core.schema import CATEGORICAL_COLUMN
 from housing_platform.devtools.processes import NotReady, wait_until
 from housing_platform.devtools.tiny_models import RegisteredModels, records
-from housing_platform.scoring.fallback import FALLBACK_VERSION, write_fallback_baseline
+from housing_platform.scoring.fallback import FALLBACK_VERSION
 from housing_platform.server.app import create_app
 from housing_platform.server.server_config import ServingConfig
 
@@ -30,8 +32,7 @@ def baseline(models: RegisteredModels, tmp_path_factory) -> tuple[str, dict]:
     """Version 1's stored baseline, written where the registry asset writes the champion's at promotion."""
     stored = models.registry().fallback_baseline(models.versions[0])
     assert stored is not None and set(stored["medians"]) == set(models.train[CATEGORICAL_COLUMN].unique())
-    path = tmp_path_factory.mktemp("state") / "server" / "fallback_baseline.json"
-    return str(write_fallback_baseline(path, stored)), stored
+    return store_fallback_baseline(LocalFileStore(tmp_path_factory.mktemp("state")), stored), stored
 
 
 def _config(models: RegisteredModels, tmp_path, **overrides) -> ServingConfig:
