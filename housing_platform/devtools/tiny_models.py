@@ -54,6 +54,15 @@ class RegisteredModels:
 
         return ModelRegistry(self.tracking_uri, self.artifact_root, model_name=self.model_name)
 
+    def private_copy(self, root: Path) -> RegisteredModels:
+        """This registry copied under ``root`` (``root/mlflow``): alias moves there touch no other user of it."""
+        import dataclasses
+        import shutil
+
+        shutil.copytree(self.root / "mlflow", root / "mlflow")
+        return dataclasses.replace(self, tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+                                   artifact_root=(root / "mlflow" / "artifacts").as_uri(), scorers={}, sources={})
+
     def env(self) -> dict[str, str]:
         """Environment variables that point a subprocess (``housing-platform serve``) at this registry."""
         return {"MLFLOW_TRACKING_URI": self.tracking_uri, "HOUSING_MLFLOW_ARTIFACT_ROOT": self.artifact_root}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -32,8 +31,7 @@ from housing_platform.adapters.mlflow_registry import PREVIOUS_ALIAS, PROMOTED_A
 @pytest.fixture
 def registry(models, tmp_path) -> ModelRegistry:
     """A private copy of the shared tiny registry (v1 champion, v2 registered): moves here touch no other test."""
-    shutil.copytree(models.root / "mlflow", tmp_path / "mlflow")
-    return ModelRegistry(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}", (tmp_path / "mlflow" / "artifacts").as_uri())
+    return models.private_copy(tmp_path).registry()
 
 
 def test_challenger_carries_its_rollout_and_set_rollout_changes_it(registry):

@@ -13,8 +13,6 @@ the store's `scoring_failures` the way a broken network's would.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import time
 
 import dagster as dg
@@ -55,10 +53,7 @@ class Scenario:
     """A private registry, a server following its champion, and helpers to send labelled traffic."""
 
     def __init__(self, models, root):
-        shutil.copytree(models.root / "mlflow", root / "mlflow")
-        self.models = dataclasses.replace(
-            models, tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-            artifact_root=(root / "mlflow" / "artifacts").as_uri(), scorers={}, sources={})
+        self.models = models.private_copy(root)
         self.registry = ModelRegistry(self.models.tracking_uri, self.models.artifact_root)
         self.capture_url = f"sqlite:///{root / 'capture.db'}"
         self.root = root

@@ -9,8 +9,6 @@ after a promotion and a rollback the server answers from the version rolled back
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import time
 
 import httpx
@@ -37,10 +35,7 @@ POLL_SECONDS = 0.2
 @pytest.fixture(scope="module")
 def private(models, tmp_path_factory):
     """The tiny models in a registry copy of their own: alias moves here touch no other test module."""
-    root = tmp_path_factory.mktemp("rollout_registry")
-    shutil.copytree(models.root / "mlflow", root / "mlflow")
-    return dataclasses.replace(models, tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-                               artifact_root=(root / "mlflow" / "artifacts").as_uri(), scorers={}, sources={})
+    return models.private_copy(tmp_path_factory.mktemp("rollout_registry"))
 
 
 @pytest.fixture(scope="module")

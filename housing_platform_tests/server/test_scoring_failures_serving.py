@@ -10,8 +10,6 @@ left intact.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import time
 
 import httpx
@@ -34,10 +32,7 @@ SHARE = 0.5
 
 @pytest.fixture(scope="module")
 def private(models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("failures_registry")
-    shutil.copytree(models.root / "mlflow", root / "mlflow")
-    return dataclasses.replace(models, tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-                               artifact_root=(root / "mlflow" / "artifacts").as_uri(), scorers={}, sources={})
+    return models.private_copy(tmp_path_factory.mktemp("failures_registry"))
 
 
 @pytest.fixture(scope="module")
