@@ -48,7 +48,10 @@ def test_spilled_rows_reach_the_store_at_restart_and_a_torn_last_frame_is_skippe
     spill = SpillLog(folder)  # the restarted process
     writer = CaptureWriter(store, spill=spill)
     writers.append(writer)
-    wait_until(lambda: not segment.exists(), what="the drained segment deleted")
+    # The drain deletes the segment, then counts it (SpillLog.remove): wait for the count, not the deletion,
+    # or the writer thread may not have counted yet when the assertions below read it.
+    wait_until(lambda: spill.drained_rows > 0, what="the drained segment counted")
+    assert not segment.exists()
     assert store.count_captures() == 50
     stored = set(store.read_captures()["request_id"])
     assert stored == {r.request_id for r in first + second}
